@@ -1,0 +1,59 @@
+"""The FastAPI application factory: wires settings, database, clock and routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tidings import __version__
+from tidings.api import problems
+from tidings.api.deps import Context
+from tidings.api.limits import BodySizeLimit
+from tidings.api.routes import applications, deliveries, event_types, events, health, webhooks
+from tidings.clock import Clock, SystemClock
+from tidings.config import Settings
+from tidings.crypto import SecretBox, load_or_create_key
+from tidings.store import accounts
+from tidings.store.db import Database
+
+DESCRIPTION = """\
+Tidings delivers your platform's events to the webhooks your client applications register,
+signed (Standard Webhooks and a hex HMAC header) and retried for one to two days.
+
+Authenticate with `Authorization: Bearer <token>`: the operator token, or an application API
+key (role `admin` or `member`). Errors are `application/problem+json`.
+"""
+
+
+def build_context(
+    settings: Settings, db: Database | None = None, clock: Clock | None = None
+) -> Context:
+    db = db or Database.from_url(settings.sqlalchemy_url)
+    box = SecretBox(load_or_create_key(settings.encryption_key, settings.key_file))
+    with db.read() as conn:
+        token_hash = accounts.stored_operator_token_hash(conn)
+    return Context(settings, db, box, clock or SystemClock(), token_hash)
+
+
+def create_app(context: Context) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        context.db.dispose()
+
+    app = FastAPI(
+        title="Tidings",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.context = context
+    problems.install(app)
+    for module in (applications, event_types, webhooks, events, deliveries, health):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=context.settings.max_body_bytes)
+    return app

@@ -1,0 +1,30 @@
+"""What every route needs, from `app.state`, as `Annotated` dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from tidings.clock import Clock
+from tidings.config import Settings
+from tidings.crypto import SecretBox
+from tidings.store.db import Database
+
+
+@dataclass
+class Context:
+    settings: Settings
+    db: Database
+    box: SecretBox
+    clock: Clock
+    operator_token_hash: str | None = field(default=None)
+
+
+def get_context(request: Request) -> Context:
+    context: Context = request.app.state.context
+    return context
+
+
+Ctx = Annotated[Context, Depends(get_context)]

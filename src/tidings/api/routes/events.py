@@ -1,0 +1,65 @@
+"""Publishing events: the operator's side of Tidings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
+
+from tidings.api.auth import Caller, require_operator
+from tidings.api.deps import Ctx
+from tidings.api.schemas import EventAccepted, EventIn
+from tidings.domain.catalog import TEST_EVENT
+from tidings.errors import InvalidInput
+from tidings.store import accounts, events
+
+router = APIRouter(prefix="/v1/applications/{app_id}/events", tags=["events"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="The same key again returns the first answer and creates nothing.",
+    ),
+]
+
+
+def request_hash(body: EventIn) -> str:
+    canonical = json.dumps([body.type, body.content], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@router.post("", status_code=202, response_model=EventAccepted)
+def publish(
+    app_id: str,
+    body: EventIn,
+    caller: Caller,
+    ctx: Ctx,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> EventAccepted:
+    require_operator(caller, "publish events")
+    if body.type == TEST_EVENT:
+        raise InvalidInput("TEST_EVENT is sent only by 'send a test' on one webhook")
+    if idempotency_key is not None and not idempotency_key.strip():
+        raise InvalidInput("Idempotency-Key must not be blank")
+    with ctx.db.write() as conn:
+        accounts.get_application(conn, app_id)
+        if body.type not in events.known_event_types(conn):
+            raise InvalidInput(f"unknown event type {body.type}; see GET /v1/event-types")
+        accepted = events.publish(
+            conn,
+            app_id,
+            body.type,
+            body.content,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash(body),
+            now=ctx.clock.now(),
+        )
+    if not accepted.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    event = accepted.event
+    return EventAccepted(id=event["id"], type=event["type"], deliveries=event["delivery_count"])

@@ -1,0 +1,394 @@
+"""The `tidings` command. Flags fall back to the TIDINGS_* environment variables (see config.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sys
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from tidings import __version__
+from tidings.config import Settings
+from tidings.crypto import new_encryption_key
+from tidings.errors import TidingsError
+
+app = typer.Typer(
+    name="tidings",
+    help="Tidings: self-hosted webhook delivery, signed and retried.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+apps_cli = typer.Typer(help="Manage applications.", no_args_is_help=True)
+keys_cli = typer.Typer(help="Manage an application's API keys.", no_args_is_help=True)
+users_cli = typer.Typer(help="Manage an application's dashboard users.", no_args_is_help=True)
+app.add_typer(apps_cli, name="apps")
+app.add_typer(keys_cli, name="keys")
+app.add_typer(users_cli, name="users")
+
+OPERATOR_TOKEN_PREFIX = "tdo_"
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="sqlite:///tidings.db (default) or postgresql://…  [env: TIDINGS_DATABASE_URL]",
+    ),
+]
+EncryptionKey = Annotated[
+    str | None,
+    typer.Option("--encryption-key", help="[env: TIDINGS_ENCRYPTION_KEY]", show_default=False),
+]
+OperatorToken = Annotated[
+    str | None,
+    typer.Option("--operator-token", help="[env: TIDINGS_OPERATOR_TOKEN]", show_default=False),
+]
+Host = Annotated[
+    str | None,
+    typer.Option("--host", help="Address to listen on  [env: TIDINGS_HOST; default 127.0.0.1]"),
+]
+Port = Annotated[int | None, typer.Option("--port", help="[env: TIDINGS_PORT; default 8000]")]
+AllowPrivate = Annotated[
+    bool | None,
+    typer.Option(
+        "--allow-private-targets/--no-allow-private-targets",
+        help="Allow callback URLs on loopback and private networks (development)  [env: TIDINGS_ALLOW_PRIVATE_TARGETS]",
+        show_default=False,
+    ),
+]
+RequireHttps = Annotated[
+    bool | None,
+    typer.Option(
+        "--require-https/--no-require-https",
+        help="Refuse plain http:// callback URLs  [env: TIDINGS_REQUIRE_HTTPS]",
+        show_default=False,
+    ),
+]
+SignatureHeader = Annotated[
+    str | None,
+    typer.Option(
+        "--signature-header", help="[env: TIDINGS_SIGNATURE_HEADER; default Tidings-Signature]"
+    ),
+]
+Timeout = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout-s", help="Seconds per delivery attempt  [env: TIDINGS_TIMEOUT_S; default 10]"
+    ),
+]
+RetrySchedule = Annotated[
+    str | None,
+    typer.Option(
+        "--retry-schedule",
+        help="Comma-separated seconds between attempts  [env: TIDINGS_RETRY_SCHEDULE]",
+    ),
+]
+Concurrency = Annotated[
+    int | None,
+    typer.Option("--worker-concurrency", help="[env: TIDINGS_WORKER_CONCURRENCY; default 64]"),
+]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print only the new id or key, for scripts.")
+]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        fail(f"invalid configuration: {problems}")
+
+
+def fail(message: str, code: int = 2) -> Any:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def say(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _open(settings: Settings) -> Any:
+    """Migrate and return a Database, with a readable error when it cannot be reached."""
+    from tidings.store.db import Database
+    from tidings.store.migrate import upgrade
+
+    db = Database.from_url(settings.sqlalchemy_url)
+    try:
+        upgrade(db.engine)
+    except Exception as exc:
+        fail(f"cannot open the database {settings.database_url}: {exc.__class__.__name__}: {exc}")
+    return db
+
+
+def ensure_operator_token(settings: Settings, db: Any) -> str | None:
+    """Make and store an operator token on first start when none is configured."""
+    from tidings.store import accounts
+
+    if settings.operator_token:
+        return None
+    token = OPERATOR_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with db.write() as conn:
+        if accounts.stored_operator_token_hash(conn) is not None:
+            return None
+        stored = accounts.store_operator_token(conn, token)
+    return token if stored else None
+
+
+def _start_http(settings: Settings) -> None:
+    import uvicorn
+
+    from tidings.api.app import build_context, create_app
+
+    db = _open(settings)
+    token = ensure_operator_token(settings, db)
+    context = build_context(settings, db)
+    if token:
+        typer.secho(
+            "\nOperator token (shown this once; keep it, or set TIDINGS_OPERATOR_TOKEN):\n"
+            f"    {token}\n",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    base = f"http://{settings.host}:{settings.port}"
+    say(
+        f"Tidings {__version__}: API at {base}/v1, OpenAPI at {base}/docs, database {settings.database_url}"
+    )
+    uvicorn.run(
+        create_app(context),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+    )
+
+
+@app.command()
+def serve(
+    database_url: DatabaseUrl = None,
+    operator_token: OperatorToken = None,
+    encryption_key: EncryptionKey = None,
+    host: Host = None,
+    port: Port = None,
+    allow_private_targets: AllowPrivate = None,
+    require_https: RequireHttps = None,
+    signature_header: SignatureHeader = None,
+    timeout_s: Timeout = None,
+    retry_schedule: RetrySchedule = None,
+    worker_concurrency: Concurrency = None,
+) -> None:
+    """Run everything in one process: API, dashboard and delivery workers."""
+    _start_http(load_settings(**locals()))
+
+
+@app.command()
+def api(
+    database_url: DatabaseUrl = None,
+    operator_token: OperatorToken = None,
+    encryption_key: EncryptionKey = None,
+    host: Host = None,
+    port: Port = None,
+    allow_private_targets: AllowPrivate = None,
+    require_https: RequireHttps = None,
+    signature_header: SignatureHeader = None,
+) -> None:
+    """Run the API and dashboard alone (workers run elsewhere, sharing the database)."""
+    _start_http(load_settings(**locals()))
+
+
+@app.command()
+def migrate(database_url: DatabaseUrl = None) -> None:
+    """Create or upgrade the database schema."""
+    from tidings.store.migrate import is_current
+
+    settings = load_settings(database_url=database_url)
+    db = _open(settings)
+    ok = is_current(db.engine)
+    say(f"Database {settings.database_url} is {'up to date' if ok else 'NOT up to date'}.")
+
+
+@app.command()
+def keygen() -> None:
+    """Print a new encryption key for TIDINGS_ENCRYPTION_KEY."""
+    typer.echo(new_encryption_key())
+
+
+def _run(settings: Settings, action: Any) -> Any:
+    db = _open(settings)
+    try:
+        with db.write() as conn:
+            return action(conn)
+    except TidingsError as exc:
+        fail(exc.detail)
+    finally:
+        db.dispose()
+
+
+@apps_cli.command("create")
+def apps_create(name: str, database_url: DatabaseUrl = None, quiet: Quiet = False) -> None:
+    """Create an application."""
+    from tidings.api.schemas import ApplicationIn
+    from tidings.store import accounts
+
+    body = _validated(ApplicationIn, name=name)
+    settings = load_settings(database_url=database_url)
+    row = _run(settings, lambda conn: accounts.create_application(conn, body.name, _now()))
+    if quiet:
+        typer.echo(row["id"])
+        return
+    typer.echo(f"Created application {body.name!r}: {row['id']}")
+    typer.echo(f"Next: tidings keys create {row['id']} --role admin")
+
+
+@keys_cli.command("create")
+def keys_create(
+    app_id: Annotated[str, typer.Argument(metavar="APP")],
+    role: Annotated[str, typer.Option("--role", help="admin or member")] = "admin",
+    name: Annotated[str, typer.Option("--name", help="What the key is for")] = "cli",
+    database_url: DatabaseUrl = None,
+    quiet: Quiet = False,
+) -> None:
+    """Create an API key for an application (shown once)."""
+    from tidings.api.routes.applications import API_KEY_PREFIX
+    from tidings.api.schemas import ApiKeyIn
+    from tidings.store import accounts
+
+    body = _validated(ApiKeyIn, name=name, role=role)
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+    def create(conn: Any) -> dict[str, Any]:
+        accounts.get_application(conn, app_id)
+        return accounts.create_api_key(conn, app_id, body.name, body.role, key, _now())
+
+    row = _run(load_settings(database_url=database_url), create)
+    if quiet:
+        typer.echo(key)
+        return
+    typer.echo(f"Created {body.role} API key {row['id']} for {app_id}. It is shown this once:")
+    typer.echo(f"    {key}")
+
+
+@users_cli.command("create")
+def users_create(
+    app_id: Annotated[str, typer.Argument(metavar="APP")],
+    email: str,
+    role: Annotated[str, typer.Option("--role", help="admin or member")] = "member",
+    password: Annotated[
+        str,
+        typer.Option(
+            "--password",
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            help="At least 8 characters",
+        ),
+    ] = "",
+    database_url: DatabaseUrl = None,
+    quiet: Quiet = False,
+) -> None:
+    """Create a dashboard user for an application."""
+    from tidings.api.schemas import UserIn
+    from tidings.store import accounts
+
+    body = _validated(UserIn, email=email, password=password, role=role)
+
+    def create(conn: Any) -> dict[str, Any]:
+        accounts.get_application(conn, app_id)
+        return accounts.create_user(conn, app_id, body.email, body.password, body.role, _now())
+
+    row = _run(load_settings(database_url=database_url), create)
+    if quiet:
+        typer.echo(row["id"])
+        return
+    typer.echo(f"Created {body.role} {body.email} ({row['id']}) for {app_id}.")
+
+
+@app.command()
+def publish(
+    app_id: Annotated[str, typer.Argument(metavar="APP")],
+    event_type: Annotated[str, typer.Argument(metavar="TYPE")],
+    content: Annotated[
+        str, typer.Argument(metavar="JSON", help="The event content, a JSON object")
+    ] = "{}",
+    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key")] = None,
+    database_url: DatabaseUrl = None,
+    quiet: Quiet = False,
+) -> None:
+    """Publish an event to an application's webhooks."""
+    from tidings.api.routes.events import request_hash
+    from tidings.api.schemas import EventIn
+    from tidings.domain.catalog import TEST_EVENT
+    from tidings.store import accounts, events
+
+    try:
+        parsed = json.loads(content)
+    except ValueError as exc:
+        fail(f"the content is not valid JSON: {exc}")
+    body = _validated(EventIn, type=event_type, content=parsed)
+    if body.type == TEST_EVENT:
+        fail("TEST_EVENT is sent only by 'send a test' on one webhook")
+
+    def do(conn: Any) -> Any:
+        accounts.get_application(conn, app_id)
+        if body.type not in events.known_event_types(conn):
+            fail(
+                f"unknown event type {body.type}; known: {', '.join(sorted(events.known_event_types(conn)))}"
+            )
+        return events.publish(
+            conn,
+            app_id,
+            body.type,
+            body.content,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash(body),
+            now=_now(),
+        )
+
+    accepted = _run(load_settings(database_url=database_url), do)
+    event = accepted.event
+    if quiet:
+        typer.echo(event["id"])
+        return
+    replay = "" if accepted.created else " (replayed: this Idempotency-Key was used before)"
+    typer.echo(
+        f"Published {event['id']} ({event['type']}) to {event['delivery_count']} webhook(s){replay}."
+    )
+
+
+def _validated(model: Any, **values: Any) -> Any:
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        fail(
+            "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()
+            )
+        )
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+@app.callback(invoke_without_command=False)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"tidings {__version__}")
+        raise typer.Exit()
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    app()
+

@@ -1,0 +1,157 @@
+"""Webhook secrets, the two signature styles, and verification for receivers.
+
+Signatures (DESIGN §3), one entry per live secret:
+- Standard Webhooks: `webhook-signature: v1,<b64 HMAC-SHA256(key, "{id}.{ts}.{body}")> …`
+- hex: `Tidings-Signature: v1=<UPPERCASE hex HMAC-SHA256(key, body)>,…`
+where key is the base64-decoded part of `whsec_<base64>`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 32
+DEFAULT_TOLERANCE_S = 300
+
+
+class InvalidSignature(Exception):
+    """The request was not signed by any of the given secrets (or is too old or too new)."""
+
+
+def generate_secret() -> str:
+    """A new webhook secret: `whsec_` + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(os.urandom(SECRET_BYTES)).decode()
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key inside a `whsec_…` secret."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError("a webhook secret starts with whsec_")
+    try:
+        return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+    except binascii.Error as exc:
+        raise ValueError("a webhook secret is whsec_ followed by base64") from exc
+
+
+def mask_secret(secret: str) -> str:
+    """What the API shows of a secret after its one showing: `whsec_…` and its last 4."""
+    return f"{SECRET_PREFIX}…{secret[-4:]}"
+
+
+def _as_bytes(body: bytes | str) -> bytes:
+    return body.encode() if isinstance(body, str) else body
+
+
+def standard_signature(
+    msg_id: str, timestamp: int, body: bytes | str, secrets: Sequence[str]
+) -> str:
+    """The `webhook-signature` header value for these secrets."""
+    signed = f"{msg_id}.{timestamp}.".encode() + _as_bytes(body)
+    parts = []
+    for secret in secrets:
+        digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+        parts.append("v1," + base64.b64encode(digest).decode())
+    return " ".join(parts)
+
+
+def hex_signature(body: bytes | str, secrets: Sequence[str]) -> str:
+    """The hex signature header value (`Tidings-Signature` by default) for these secrets."""
+    raw = _as_bytes(body)
+    digests = (hmac.new(secret_key(s), raw, hashlib.sha256).hexdigest().upper() for s in secrets)
+    return ",".join(f"v1={d}" for d in digests)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+def _any_match(expected: Iterable[str], given: Iterable[str]) -> bool:
+    found = False
+    for want in expected:
+        for got in given:
+            # Compare every pair, so the time taken does not say which one matched.
+            found |= hmac.compare_digest(want.encode(), got.encode())
+    return found
+
+
+def verify(
+    body: bytes | str,
+    headers: Mapping[str, str],
+    secrets: Sequence[str],
+    *,
+    now: float,
+    tolerance_s: int = DEFAULT_TOLERANCE_S,
+    hex_header: str = "Tidings-Signature",
+) -> dict[str, Any]:
+    """Check a delivery's signature and return its parsed envelope.
+
+    Accepts the Standard Webhooks headers (checked first, with the timestamp tolerance) or,
+    failing those, the hex header. Any of `secrets` may have signed it (rotation overlap).
+    """
+    if not secrets:
+        raise InvalidSignature("no secrets to verify with")
+    raw = _as_bytes(body)
+    msg_id = _header(headers, "webhook-id")
+    stamp = _header(headers, "webhook-timestamp")
+    sig = _header(headers, "webhook-signature")
+    if msg_id is not None and stamp is not None and sig is not None:
+        try:
+            timestamp = int(stamp)
+        except ValueError as exc:
+            raise InvalidSignature("webhook-timestamp is not a number") from exc
+        if abs(now - timestamp) > tolerance_s:
+            raise InvalidSignature("webhook-timestamp is too far from now")
+        expected = standard_signature(msg_id, timestamp, raw, secrets).split(" ")
+        given = [p for p in sig.split(" ") if p.startswith("v1,")]
+        if not _any_match(expected, given):
+            raise InvalidSignature("no webhook-signature matches")
+    else:
+        hex_sig = _header(headers, hex_header)
+        if hex_sig is None:
+            raise InvalidSignature("the request carries no signature headers")
+        expected = hex_signature(raw, secrets).split(",")
+        given = [p.strip() for p in hex_sig.split(",")]
+        if not _any_match(expected, [g[:3] + g[3:].upper() for g in given]):
+            raise InvalidSignature(f"no {hex_header} matches")
+    try:
+        parsed: dict[str, Any] = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidSignature("the body is not JSON") from exc
+    return parsed
+
+
+# Headers every delivery carries, which a webhook's custom headers may not replace.
+RESERVED_HEADERS = frozenset(
+    {
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "user-agent",
+        "host",
+        "connection",
+    }
+)
+
+
+def reserved_header_problem(name: str, signature_header: str) -> str | None:
+    """Why a custom header named `name` is refused, or None."""
+    lowered = name.lower()
+    if lowered in RESERVED_HEADERS or lowered == signature_header.lower():
+        return f"the header {name} is set by Tidings on every delivery and cannot be overridden"
+    return None
