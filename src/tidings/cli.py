@@ -6,7 +6,7 @@ import json
 import logging
 import secrets
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -56,7 +56,8 @@ AllowPrivate = Annotated[
     bool | None,
     typer.Option(
         "--allow-private-targets/--no-allow-private-targets",
-        help="Allow callback URLs on loopback and private networks (development)  [env: TIDINGS_ALLOW_PRIVATE_TARGETS]",
+        help="Allow callback URLs on loopback and private networks (development)"
+        "  [env: TIDINGS_ALLOW_PRIVATE_TARGETS]",
         show_default=False,
     ),
 ]
@@ -104,7 +105,7 @@ def load_settings(**overrides: Any) -> Settings:
         fail(f"invalid configuration: {problems}")
 
 
-def fail(message: str, code: int = 2) -> Any:
+def fail(message: str, code: int = 2) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
@@ -156,9 +157,8 @@ def _start_http(settings: Settings) -> None:
             err=True,
         )
     base = f"http://{settings.host}:{settings.port}"
-    say(
-        f"Tidings {__version__}: API at {base}/v1, OpenAPI at {base}/docs, database {settings.database_url}"
-    )
+    say(f"Tidings {__version__}: API at {base}/v1, OpenAPI at {base}/docs")
+    say(f"Database: {settings.database_url}")
     uvicorn.run(
         create_app(context),
         host=settings.host,
@@ -182,7 +182,7 @@ def serve(
     retry_schedule: RetrySchedule = None,
     worker_concurrency: Concurrency = None,
 ) -> None:
-    """Run everything in one process: API, dashboard and delivery workers."""
+    """Run Tidings in one process (the API; delivery workers and dashboard join as they land)."""
     _start_http(load_settings(**locals()))
 
 
@@ -197,7 +197,7 @@ def api(
     require_https: RequireHttps = None,
     signature_header: SignatureHeader = None,
 ) -> None:
-    """Run the API and dashboard alone (workers run elsewhere, sharing the database)."""
+    """Run the API alone (workers run elsewhere, sharing the database)."""
     _start_http(load_settings(**locals()))
 
 
@@ -209,7 +209,9 @@ def migrate(database_url: DatabaseUrl = None) -> None:
     settings = load_settings(database_url=database_url)
     db = _open(settings)
     ok = is_current(db.engine)
-    say(f"Database {settings.database_url} is {'up to date' if ok else 'NOT up to date'}.")
+    typer.echo(f"Database {settings.database_url} is {'up to date' if ok else 'NOT up to date'}.")
+    if not ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -335,10 +337,9 @@ def publish(
 
     def do(conn: Any) -> Any:
         accounts.get_application(conn, app_id)
-        if body.type not in events.known_event_types(conn):
-            fail(
-                f"unknown event type {body.type}; known: {', '.join(sorted(events.known_event_types(conn)))}"
-            )
+        known = events.known_event_types(conn)
+        if body.type not in known:
+            fail(f"unknown event type {body.type}; known: {', '.join(sorted(known))}")
         return events.publish(
             conn,
             app_id,
@@ -355,9 +356,8 @@ def publish(
         typer.echo(event["id"])
         return
     replay = "" if accepted.created else " (replayed: this Idempotency-Key was used before)"
-    typer.echo(
-        f"Published {event['id']} ({event['type']}) to {event['delivery_count']} webhook(s){replay}."
-    )
+    count = event["delivery_count"]
+    typer.echo(f"Published {event['id']} ({event['type']}) to {count} webhook(s){replay}.")
 
 
 def _validated(model: Any, **values: Any) -> Any:
@@ -377,13 +377,22 @@ def _now() -> float:
     return time.time()
 
 
-@app.callback(invoke_without_command=False)
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         typer.echo(f"tidings {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Tidings: self-hosted webhook delivery, signed and retried."""
 
 
 def main() -> None:
@@ -391,4 +400,3 @@ def main() -> None:
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     app()
-

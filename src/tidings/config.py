@@ -23,7 +23,9 @@ class Settings(BaseSettings):
     require_https: bool = False
     signature_header: str = "Tidings-Signature"
     timeout_s: float = Field(default=10.0, gt=0, le=300)
-    retry_schedule: Annotated[tuple[int, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
+    retry_schedule: Annotated[tuple[Annotated[int, Field(gt=0, le=30 * 86400)], ...], NoDecode] = (
+        DEFAULT_RETRY_SCHEDULE
+    )
     worker_concurrency: int = Field(default=64, ge=1, le=10_000)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     webhooks_per_application: int = Field(default=10, ge=1)
@@ -32,8 +34,7 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_schedule(cls, value: object) -> object:
         if isinstance(value, str):
-            parts = [p.strip() for p in value.split(",") if p.strip()]
-            return tuple(int(float(p)) for p in parts)
+            return tuple(p.strip() for p in value.split(",") if p.strip())
         return value
 
     @field_validator("retry_schedule")

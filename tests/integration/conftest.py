@@ -47,7 +47,9 @@ class Api:
         assert response.status_code == 201, response.text
         return dict(response.json())
 
-    def publish(self, event_type: str, content: dict[str, Any] | None = None, **kw: Any) -> httpx.Response:
+    def publish(
+        self, event_type: str, content: dict[str, Any] | None = None, **kw: Any
+    ) -> httpx.Response:
         return self.call(
             "POST",
             f"/v1/applications/{self.app_id}/events",
@@ -82,7 +84,11 @@ def api(settings: Settings, clock: ManualClock) -> Iterator[Api]:
     with TestClient(create_app(context), raise_server_exceptions=False) as client:
 
         def new_app(name: str) -> str:
-            r = client.post("/v1/applications", json={"name": name}, headers={"Authorization": f"Bearer {OPERATOR}"})
+            r = client.post(
+                "/v1/applications",
+                json={"name": name},
+                headers={"Authorization": f"Bearer {OPERATOR}"},
+            )
             assert r.status_code == 201, r.text
             return str(r.json()["id"])
 

@@ -162,6 +162,13 @@ class EventIn(Strict):
     type: EventTypeName
     content: dict[str, Any] = Field(description="Any JSON object; delivered as it is.")
 
+    @field_validator("content", mode="before")
+    @classmethod
+    def _object(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            raise ValueError('content must be a JSON object, such as {"item_id": 1}')
+        return value
+
 
 class EventAccepted(BaseModel):
     id: str
@@ -205,7 +212,8 @@ class DeliveryList(BaseModel):
 
 class RecoverIn(Strict):
     since: datetime = Field(
-        description="ISO 8601 time (or unix seconds): failed deliveries created since then are queued again."
+        description="ISO 8601 time (or unix seconds): the failed deliveries created since then "
+        "are queued again."
     )
 
 

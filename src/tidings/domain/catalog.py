@@ -31,7 +31,7 @@ MAX_TYPE_LENGTH = 100
 
 
 def is_valid_type_name(name: str) -> bool:
-    return len(name) <= MAX_TYPE_LENGTH and _TYPE_RE.match(name) is not None
+    return len(name) <= MAX_TYPE_LENGTH and _TYPE_RE.fullmatch(name) is not None
 
 
 def subscription_problem(events: list[str], known: Iterable[str]) -> str | None:

@@ -50,5 +50,5 @@ def new_id(prefix: str, now: float | None = None) -> str:
 
 def is_id(value: str, prefix: str) -> bool:
     """Whether `value` is shaped like an id with this prefix."""
-    match = _ID_RE.match(value)
+    match = _ID_RE.fullmatch(value)
     return match is not None and match.group("prefix") == prefix

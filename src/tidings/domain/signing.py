@@ -36,9 +36,12 @@ def secret_key(secret: str) -> bytes:
     if not secret.startswith(SECRET_PREFIX):
         raise ValueError("a webhook secret starts with whsec_")
     try:
-        return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
     except binascii.Error as exc:
         raise ValueError("a webhook secret is whsec_ followed by base64") from exc
+    if not key:
+        raise ValueError("a webhook secret may not be empty")
+    return key
 
 
 def mask_secret(secret: str) -> str:
@@ -95,10 +98,11 @@ def verify(
     tolerance_s: int = DEFAULT_TOLERANCE_S,
     hex_header: str = "Tidings-Signature",
 ) -> dict[str, Any]:
-    """Check a delivery's signature and return its parsed envelope.
+    """Check a delivery's signatures and return its parsed envelope.
 
-    Accepts the Standard Webhooks headers (checked first, with the timestamp tolerance) or,
-    failing those, the hex header. Any of `secrets` may have signed it (rotation overlap).
+    The Standard Webhooks headers are required: they carry the timestamp that stops replays
+    (the hex signature alone has none). When the hex header is present it must match too.
+    Any of `secrets` may have signed (the rotation overlap).
     """
     if not secrets:
         raise InvalidSignature("no secrets to verify with")
@@ -106,29 +110,29 @@ def verify(
     msg_id = _header(headers, "webhook-id")
     stamp = _header(headers, "webhook-timestamp")
     sig = _header(headers, "webhook-signature")
-    if msg_id is not None and stamp is not None and sig is not None:
-        try:
-            timestamp = int(stamp)
-        except ValueError as exc:
-            raise InvalidSignature("webhook-timestamp is not a number") from exc
-        if abs(now - timestamp) > tolerance_s:
-            raise InvalidSignature("webhook-timestamp is too far from now")
-        expected = standard_signature(msg_id, timestamp, raw, secrets).split(" ")
-        given = [p for p in sig.split(" ") if p.startswith("v1,")]
-        if not _any_match(expected, given):
-            raise InvalidSignature("no webhook-signature matches")
-    else:
-        hex_sig = _header(headers, hex_header)
-        if hex_sig is None:
-            raise InvalidSignature("the request carries no signature headers")
+    if msg_id is None or stamp is None or sig is None:
+        raise InvalidSignature("webhook-id, webhook-timestamp and webhook-signature are required")
+    try:
+        timestamp = int(stamp)
+    except ValueError as exc:
+        raise InvalidSignature("webhook-timestamp is not a number") from exc
+    if abs(now - timestamp) > tolerance_s:
+        raise InvalidSignature("webhook-timestamp is too far from now")
+    expected = standard_signature(msg_id, timestamp, raw, secrets).split(" ")
+    given = [p for p in sig.split(" ") if p.startswith("v1,")]
+    if not _any_match(expected, given):
+        raise InvalidSignature("no webhook-signature matches")
+    hex_sig = _header(headers, hex_header)
+    if hex_sig is not None:
         expected = hex_signature(raw, secrets).split(",")
-        given = [p.strip() for p in hex_sig.split(",")]
-        if not _any_match(expected, [g[:3] + g[3:].upper() for g in given]):
+        if not _any_match(expected, [p.strip() for p in hex_sig.split(",")]):
             raise InvalidSignature(f"no {hex_header} matches")
     try:
-        parsed: dict[str, Any] = json.loads(raw)
+        parsed = json.loads(raw)
     except ValueError as exc:
         raise InvalidSignature("the body is not JSON") from exc
+    if not isinstance(parsed, dict):
+        raise InvalidSignature("the body is not a JSON object")
     return parsed
 
 

@@ -74,7 +74,7 @@ def url_problem(url: str, *, require_https: bool) -> str | None:
     """Why `url` cannot be a callback URL, or None. Does not look at the network."""
     if len(url) > MAX_URL_LENGTH:
         return f"the URL is longer than {MAX_URL_LENGTH} characters"
-    if any(c.isspace() or ord(c) < 32 for c in url):
+    if any(c.isspace() or ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in url):  # C0, DEL, C1
         return "the URL contains spaces or control characters"
     try:
         parts = urlsplit(url)

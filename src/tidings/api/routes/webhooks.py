@@ -8,6 +8,7 @@ from datetime import UTC
 from typing import Any
 
 from fastapi import APIRouter, Response
+from sqlalchemy import Connection
 
 from tidings.api.auth import Caller, require_app
 from tidings.api.deps import Context, Ctx
@@ -77,21 +78,18 @@ def check_callback_url(url: str, ctx: Context) -> None:
         raise InvalidInput(f"url: {problem}")
 
 
-def _checked_fields(body: WebhookFields, ctx: Context, known: dict[str, str]) -> dict[str, Any]:
+def _checked_fields(body: WebhookFields, ctx: Context) -> dict[str, Any]:
+    """The fields the caller set, checked; everything but the event types (see below)."""
     fields = body.model_dump(exclude_unset=True)
-    if fields.get("url") is not None:
-        check_callback_url(fields["url"], ctx)
-    if "events" in fields:
-        problem = subscription_problem(fields["events"] or [], known)
-        if problem is not None:
-            raise InvalidInput(f"events: {problem}")
+    for required in ("url", "events", "enabled", "ordering"):
+        if required in fields and fields[required] is None:
+            raise InvalidInput(f"{required} cannot be null")
+    if "url" in fields:
+        check_callback_url(fields["url"], ctx)  # before any transaction: it may resolve DNS
     for name in fields.get("headers") or {}:
         problem = reserved_header_problem(name, ctx.settings.signature_header)
         if problem is not None:
             raise InvalidInput(f"headers: {problem}")
-    for required in ("url", "events", "enabled", "ordering"):
-        if required in fields and fields[required] is None:
-            raise InvalidInput(f"{required} cannot be null")
     if "headers" in fields and fields["headers"] is None:
         fields["headers"] = {}
     if fields.get("name") == "":
@@ -99,13 +97,21 @@ def _checked_fields(body: WebhookFields, ctx: Context, known: dict[str, str]) ->
     return fields
 
 
+def _check_events(fields: dict[str, Any], conn: Connection) -> None:
+    if "events" in fields:
+        problem = subscription_problem(fields["events"], events.known_event_types(conn))
+        if problem is not None:
+            raise InvalidInput(f"events: {problem}")
+
+
 @router.post("", status_code=201, response_model=WebhookOut)
 def create_webhook(app_id: str, body: WebhookIn, caller: Caller, ctx: Ctx) -> WebhookOut:
     require_app(caller, app_id, admin=True, action="create webhooks")
     secret = generate_secret()
+    fields = _checked_fields(body, ctx)
+    fields.update({k: getattr(body, k) for k in ("url", "events", "enabled", "ordering")})
     with ctx.db.write() as conn:
-        fields = _checked_fields(body, ctx, events.known_event_types(conn))
-        fields.update({k: getattr(body, k) for k in ("url", "events", "enabled", "ordering")})
+        _check_events(fields, conn)
         row = webhooks.create_webhook(
             conn,
             app_id,
@@ -141,8 +147,9 @@ def update_webhook(
     app_id: str, webhook_id: str, body: WebhookPatch, caller: Caller, ctx: Ctx
 ) -> WebhookOut:
     require_app(caller, app_id, admin=True, action="change webhooks")
+    changes = _checked_fields(body, ctx)
     with ctx.db.write() as conn:
-        changes = _checked_fields(body, ctx, events.known_event_types(conn))
+        _check_events(changes, conn)
         row = webhooks.update_webhook(conn, app_id, webhook_id, changes, ctx.clock.now())
     return webhook_out(row, ctx)
 
