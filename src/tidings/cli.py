@@ -141,14 +141,16 @@ def ensure_operator_token(settings: Settings, db: Any) -> str | None:
     return token if stored else None
 
 
-def _start_http(settings: Settings) -> None:
+def _start_http(settings: Settings, *, with_worker: bool) -> None:
     import uvicorn
 
     from tidings.api.app import build_context, create_app
+    from tidings.delivery.worker import Worker
 
     db = _open(settings)
     token = ensure_operator_token(settings, db)
     context = build_context(settings, db)
+    worker = Worker(db, settings, context.box, context.clock) if with_worker else None
     if token:
         typer.secho(
             "\nOperator token (shown this once; keep it, or set TIDINGS_OPERATOR_TOKEN):\n"
@@ -160,7 +162,7 @@ def _start_http(settings: Settings) -> None:
     say(f"Tidings {__version__}: API at {base}/v1, OpenAPI at {base}/docs")
     say(f"Database: {settings.database_url}")
     uvicorn.run(
-        create_app(context),
+        create_app(context, worker),
         host=settings.host,
         port=settings.port,
         log_level="info",
@@ -182,8 +184,8 @@ def serve(
     retry_schedule: RetrySchedule = None,
     worker_concurrency: Concurrency = None,
 ) -> None:
-    """Run Tidings in one process (the API; delivery workers and dashboard join as they land)."""
-    _start_http(load_settings(**locals()))
+    """Run everything in one process: the API and a delivery worker."""
+    _start_http(load_settings(**locals()), with_worker=True)
 
 
 @app.command()
@@ -198,7 +200,42 @@ def api(
     signature_header: SignatureHeader = None,
 ) -> None:
     """Run the API alone (workers run elsewhere, sharing the database)."""
-    _start_http(load_settings(**locals()))
+    _start_http(load_settings(**locals()), with_worker=False)
+
+
+@app.command()
+def worker(
+    database_url: DatabaseUrl = None,
+    encryption_key: EncryptionKey = None,
+    allow_private_targets: AllowPrivate = None,
+    require_https: RequireHttps = None,
+    signature_header: SignatureHeader = None,
+    timeout_s: Timeout = None,
+    retry_schedule: RetrySchedule = None,
+    worker_concurrency: Concurrency = None,
+) -> None:
+    """Run a delivery worker alone (beside `tidings api` processes, sharing the database)."""
+    import asyncio
+    import signal
+
+    from tidings.api.app import build_context
+    from tidings.delivery.worker import Worker
+
+    settings = load_settings(**locals())
+    db = _open(settings)
+    context = build_context(settings, db)
+    the_worker = Worker(db, settings, context.box, context.clock)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await the_worker.run(stop)
+
+    say(f"Tidings {__version__} worker {the_worker.worker_id}, database {settings.database_url}")
+    asyncio.run(run())
+    db.dispose()
 
 
 @app.command()

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=64, ge=1, le=10_000)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     webhooks_per_application: int = Field(default=10, ge=1)
+    auto_disable_days: float = Field(default=5.0, gt=0)
+    run_worker: bool = True  # `tidings serve` runs a worker in-process; `tidings api` does not
 
     @field_validator("retry_schedule", mode="before")
     @classmethod

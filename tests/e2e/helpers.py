@@ -90,8 +90,13 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self._lines: list[str] = []
         self._lock = threading.Lock()
+        args = (
+            ["tidings", command]
+            if command == "worker"
+            else ["tidings", command, "--port", str(self.port)]
+        )
         self.proc = subprocess.Popen(
-            ["tidings", command, "--port", str(self.port)],
+            args,
             cwd=ws.root,
             env=dict(env),
             stdin=subprocess.DEVNULL,
@@ -112,6 +117,14 @@ class Server:
     def stderr(self) -> str:
         with self._lock:
             return "".join(self._lines)
+
+    def wait_for_line(self, text: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while text not in self.stderr:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"never printed {text!r}:\n{self.stderr}")
+            time.sleep(0.05)
 
     def wait_ready(self) -> None:
         """Poll /healthz until 200, then wait for the startup banner (printed before it)."""

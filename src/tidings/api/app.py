@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,7 @@ from tidings.api.routes import applications, deliveries, event_types, events, he
 from tidings.clock import Clock, SystemClock
 from tidings.config import Settings
 from tidings.crypto import SecretBox, load_or_create_key
+from tidings.delivery.worker import Worker
 from tidings.store import accounts
 from tidings.store.db import Database
 
@@ -37,11 +39,23 @@ def build_context(
     return Context(settings, db, box, clock or SystemClock(), token_hash)
 
 
-def create_app(context: Context) -> FastAPI:
+def create_app(context: Context, worker: Worker | None = None) -> FastAPI:
+    """The API; with `worker`, also the delivery worker in the same process (`tidings serve`)."""
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        context.db.dispose()
+        stop = asyncio.Event()
+        task = None
+        if worker is not None:
+            task = asyncio.create_task(worker.run(stop))
+            context.notify = worker.wake
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+            context.db.dispose()
 
     app = FastAPI(
         title="Tidings",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -20,6 +21,8 @@ class Context:
     box: SecretBox
     clock: Clock
     operator_token_hash: str | None = field(default=None)
+    # Called after a commit that made deliveries due now (wakes an in-process worker).
+    notify: Callable[[], None] = field(default=lambda: None)
 
 
 def get_context(request: Request) -> Context:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -61,6 +62,12 @@ def subscribes(events: Iterable[str], event_type: str) -> bool:
 def envelope(event_type: str, content: Mapping[str, Any], timestamp: int) -> dict[str, Any]:
     """The body of every delivery, exactly these three keys."""
     return {"content": dict(content), "timestamp": timestamp, "type": event_type}
+
+
+def envelope_body(event_type: str, content: Mapping[str, Any], timestamp: int) -> bytes:
+    """The exact bytes that are sent and signed: compact JSON, the same on every attempt."""
+    data = envelope(event_type, content, timestamp)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def test_event_content(user_uuid: uuid.UUID | None = None) -> dict[str, Any]:

@@ -28,7 +28,7 @@ def base_delay(attempts_made: int, schedule: Sequence[int]) -> float | None:
 
 def jittered(delay: float, rng: random.Random | None = None) -> float:
     """`delay` moved by up to ±20%, so that a burst of failures does not retry in lockstep."""
-    return delay * (rng or random).uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 - not crypto
+    return delay * (rng or random).uniform(1 - JITTER, 1 + JITTER)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -58,7 +58,7 @@ def next_delay(
 ) -> float | None:
     """Seconds until the next attempt after a failed one, or None to give up.
 
-    A `Retry-After` on a 429 or 503 is honoured, clamped to between 1× and 2× the
+    A `Retry-After` on a 429 or 503 is honoured, clamped to between 1 and 2 times the
     scheduled delay, so a receiver can slow us down but not stall or hurry us.
     """
     base = base_delay(attempts_made, schedule)

@@ -159,3 +159,28 @@ def reserved_header_problem(name: str, signature_header: str) -> str | None:
     if lowered in RESERVED_HEADERS or lowered == signature_header.lower():
         return f"the header {name} is set by Tidings on every delivery and cannot be overridden"
     return None
+
+
+def delivery_headers(
+    *,
+    delivery_id: str,
+    timestamp: int,
+    body: bytes,
+    secrets: Sequence[str],
+    signature_header: str,
+    user_agent: str,
+    custom: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Every header of one attempt: the webhook's own, then ours (which always win)."""
+    headers = dict(custom or {})
+    headers.update(
+        {
+            "content-type": "application/json",
+            "user-agent": user_agent,
+            "webhook-id": delivery_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": standard_signature(delivery_id, timestamp, body, secrets),
+            signature_header: hex_signature(body, secrets),
+        }
+    )
+    return headers

@@ -8,7 +8,7 @@ from sqlalchemy import Connection, select, update
 
 from tidings.errors import Conflict, NotFound
 from tidings.store.pages import Page, fetch_page
-from tidings.store.tables import attempts, deliveries, events
+from tidings.store.tables import attempts, deliveries, events, webhooks
 
 STATUSES = ("pending", "delivering", "succeeded", "failed")
 
@@ -62,6 +62,12 @@ def retry_delivery(conn: Connection, app_id: str, delivery_id: str, now: float) 
     row = get_delivery(conn, app_id, delivery_id)
     if row["status"] in ("pending", "delivering"):
         raise Conflict(f"delivery {delivery_id} is {row['status']} already; it will be attempted")
+    hook = conn.execute(select(webhooks.c.enabled).where(webhooks.c.id == row["webhook_id"]))
+    enabled = hook.scalar()
+    if enabled is None:
+        raise Conflict("the webhook of this delivery was deleted; it cannot be retried")
+    if not enabled:
+        raise Conflict("the webhook of this delivery is disabled; enable it, then retry")
     changes = {
         "status": "pending",
         "next_attempt_at": now,

@@ -93,6 +93,8 @@ webhooks = Table(
     Column("secret", Text, nullable=False),  # encrypted
     Column("previous_secret", Text, nullable=True),  # encrypted
     Column("previous_secret_expires_at", Double, nullable=True),
+    # Start of the current run of failed attempts (None after a success): auto-disable.
+    Column("failing_since", Double, nullable=True),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
 )
@@ -132,6 +134,7 @@ deliveries = Table(
     Column("last_status_code", Integer, nullable=True),
     Column("last_duration_ms", Integer, nullable=True),
     Column("last_error", Text, nullable=True),
+    Column("last_attempt_at", Double, nullable=True),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
     Column("finished_at", Double, nullable=True),

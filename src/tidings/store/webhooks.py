@@ -7,8 +7,10 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from tidings.crypto import SecretBox
+from tidings.domain.catalog import WEBHOOK_DISABLED
 from tidings.domain.ids import new_id
 from tidings.errors import LimitReached, NotFound
+from tidings.store.events import publish
 from tidings.store.pages import Page, fetch_page
 from tidings.store.tables import applications, deliveries, webhooks
 
@@ -81,7 +83,7 @@ def update_webhook(
 ) -> dict[str, Any]:
     current = get_webhook(conn, app_id, webhook_id)
     if changes.get("enabled") is True:
-        changes = {**changes, "disabled_reason": None}
+        changes = {**changes, "disabled_reason": None, "failing_since": None}
     elif changes.get("enabled") is False and current["enabled"]:
         changes = {"disabled_reason": "disabled by an admin", **changes}
     conn.execute(
@@ -138,3 +140,28 @@ def live_secrets(row: dict[str, Any], box: SecretBox, now: float) -> list[str]:
     if row["previous_secret"] and expires is not None and now < expires:
         secrets.append(box.decrypt(row["previous_secret"]))
     return secrets
+
+
+def disable_webhook(conn: Connection, webhook_id: str, reason: str, now: float) -> bool:
+    """Disable a webhook on Tidings' own account, and tell the application's webhooks that
+    subscribe to `webhook.disabled`. False when it was disabled (or deleted) already."""
+    row = conn.execute(select(webhooks).where(webhooks.c.id == webhook_id)).mappings().first()
+    if row is None or not row["enabled"]:
+        return False
+    conn.execute(
+        update(webhooks)
+        .where(webhooks.c.id == webhook_id)
+        .values(enabled=False, disabled_reason=reason, failing_since=None, updated_at=now)
+    )
+    stop_pending_deliveries(conn, webhook_id, f"the webhook was disabled: {reason}", now)
+    content = {"webhook_id": webhook_id, "url": row["url"], "reason": reason}
+    publish(
+        conn,
+        row["application_id"],
+        WEBHOOK_DISABLED,
+        content,
+        idempotency_key=None,
+        request_hash=None,
+        now=now,
+    )
+    return True

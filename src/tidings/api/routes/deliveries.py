@@ -110,4 +110,5 @@ def retry_delivery(app_id: str, delivery_id: str, caller: Caller, ctx: Ctx) -> D
     require_app(caller, app_id, admin=True, action="retry deliveries")
     with ctx.db.write() as conn:
         row = deliveries.retry_delivery(conn, app_id, delivery_id, ctx.clock.now())
+    ctx.notify()
     return delivery_out(row)

@@ -59,6 +59,8 @@ def publish(
             request_hash=request_hash(body),
             now=ctx.clock.now(),
         )
+    if accepted.created and accepted.event["delivery_count"]:
+        ctx.notify()
     if not accepted.created:
         response.headers["Idempotent-Replayed"] = "true"
     event = accepted.event

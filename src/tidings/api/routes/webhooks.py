@@ -180,6 +180,7 @@ def send_test(app_id: str, webhook_id: str, caller: Caller, ctx: Ctx) -> Deliver
         row = events.create_test_event(
             conn, app_id, webhook_id, test_event_content(), ctx.clock.now()
         )
+    ctx.notify()
     return delivery_out(row)
 
 
@@ -187,9 +188,12 @@ def send_test(app_id: str, webhook_id: str, caller: Caller, ctx: Ctx) -> Deliver
 def recover(app_id: str, webhook_id: str, body: RecoverIn, caller: Caller, ctx: Ctx) -> Recovered:
     require_app(caller, app_id, admin=True, action="recover deliveries")
     with ctx.db.write() as conn:
-        webhooks.get_webhook(conn, app_id, webhook_id)
+        if not webhooks.get_webhook(conn, app_id, webhook_id)["enabled"]:
+            raise Conflict("this webhook is disabled; enable it before recovering its deliveries")
         since = body.since if body.since.tzinfo else body.since.replace(tzinfo=UTC)
         count = delivery_store.recover_failed(
             conn, app_id, webhook_id, since.timestamp(), ctx.clock.now()
         )
+    if count:
+        ctx.notify()
     return Recovered(requeued=count)

@@ -1,0 +1,1 @@
+"""Delivery: the worker loop and the HTTP sender (aiohttp)."""

@@ -1,0 +1,304 @@
+"""The delivery worker: claim due deliveries, send them concurrently, record the outcomes.
+
+Steps, each small and named: claim a batch (store.queue), sign and build the request
+(domain.signing), make the call (delivery.sender), decide what next (domain.retry), record
+(store.queue, in batches), and, now and then, release expired leases and disable webhooks
+that have failed for days.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import random
+import socket
+from dataclasses import dataclass
+
+from tidings import __version__
+from tidings.clock import Clock
+from tidings.config import Settings
+from tidings.crypto import SecretBox
+from tidings.delivery.sender import Response, Sender
+from tidings.domain import retry
+from tidings.domain.catalog import envelope_body
+from tidings.domain.signing import delivery_headers
+from tidings.errors import Unavailable
+from tidings.store import queue
+from tidings.store.db import Database
+from tidings.store.webhooks import disable_webhook, live_secrets
+
+log = logging.getLogger(__name__)
+
+LEASE_MARGIN_S = 20.0
+CLAIM_BATCH = 200
+POLL_INTERVAL_S = 0.1
+HOUSEKEEPING_INTERVAL_S = 5.0
+
+
+@dataclass
+class Stats:
+    claimed: int = 0
+    succeeded: int = 0
+    failed_attempts: int = 0
+
+
+class Worker:
+    """One worker; `tidings serve` runs one beside the API, `tidings worker` runs one alone."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        box: SecretBox,
+        clock: Clock,
+        *,
+        worker_id: str | None = None,
+        rng: random.Random | None = None,
+        poll_interval_s: float = POLL_INTERVAL_S,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.box = box
+        self.clock = clock
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+        self.poll_interval_s = poll_interval_s
+        self.lease_s = settings.timeout_s + LEASE_MARGIN_S
+        self.stats = Stats()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._outcomes: list[queue.Outcome] = []
+        self._outcomes_ready = asyncio.Event()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._slot_free = asyncio.Event()
+        self._user_agent = f"Tidings/{__version__}"
+
+    # -- waking up -------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Tell the worker there is new work; safe to call from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed in between
+            loop.call_soon_threadsafe(self._wake.set)
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set, then finish what is in flight and give back the rest."""
+        self._loop = asyncio.get_running_loop()
+        log.info("worker %s started", self.worker_id)
+        async with self._sender() as sender:
+            flusher = asyncio.create_task(self._flush_forever())
+            housekeeper = asyncio.create_task(self._housekeeping_forever())
+            try:
+                await self._claim_forever(sender, stop)
+            finally:
+                await self._drain(timeout_s=self.settings.timeout_s)
+                housekeeper.cancel()
+                flusher.cancel()
+                await asyncio.gather(flusher, housekeeper, return_exceptions=True)
+                await self._flush()
+        log.info("worker %s stopped", self.worker_id)
+
+    async def run_once(self) -> int:
+        """Claim one batch, deliver it and record it (for tests and the CLI's one-shot)."""
+        self._loop = asyncio.get_running_loop()
+        async with self._sender() as sender:
+            jobs = await self._claim(CLAIM_BATCH)
+            await asyncio.gather(*(self._deliver(sender, job) for job in jobs))
+            await self._flush()
+            return len(jobs)
+
+    def _sender(self) -> Sender:
+        s = self.settings
+        return Sender(
+            timeout_s=s.timeout_s,
+            allow_private=s.allow_private_targets,
+            require_https=s.require_https,
+            pool_size=s.worker_concurrency,
+        )
+
+    async def _claim_forever(self, sender: Sender, stop: asyncio.Event) -> None:
+        concurrency = self.settings.worker_concurrency
+        while not stop.is_set():
+            free = concurrency - len(self._inflight)
+            if free <= 0:
+                self._slot_free.clear()
+                await _wait_any(stop, self._slot_free, seconds=1.0)
+                continue
+            self._wake.clear()
+            try:
+                jobs = await self._claim(min(free, CLAIM_BATCH))
+            except Unavailable as exc:
+                log.warning("cannot claim deliveries: %s", exc.__cause__ or exc)
+                await _wait_any(stop, seconds=1.0)
+                continue
+            for job in jobs:
+                task = asyncio.create_task(self._deliver(sender, job))
+                self._inflight[job.delivery_id] = task
+                task.add_done_callback(functools.partial(self._done, job.delivery_id))
+            if len(jobs) < min(free, CLAIM_BATCH):
+                await _wait_any(stop, self._wake, seconds=self.poll_interval_s)
+
+    def _done(self, delivery_id: str, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(delivery_id, None)
+        self._slot_free.set()
+
+    async def _claim(self, limit: int) -> list[queue.Job]:
+        def claim() -> list[queue.Job]:
+            with self.db.write() as conn:
+                return queue.claim(conn, self.worker_id, self.clock.now(), self.lease_s, limit)
+
+        jobs = await asyncio.to_thread(claim)
+        self.stats.claimed += len(jobs)
+        return jobs
+
+    # -- one delivery ------------------------------------------------------------------
+
+    async def _deliver(self, sender: Sender, job: queue.Job) -> None:
+        webhook = job.webhook
+        if webhook is None or not webhook["enabled"]:
+            reason = "the webhook was deleted" if webhook is None else "the webhook is disabled"
+            await asyncio.to_thread(self._finish_without_sending, job.delivery_id, reason)
+            return
+        now = self.clock.now()
+        body = envelope_body(job.event_type, job.content, job.timestamp)
+        headers = delivery_headers(
+            delivery_id=job.delivery_id,
+            timestamp=int(now),
+            body=body,
+            secrets=live_secrets(webhook, self.box, now),
+            signature_header=self.settings.signature_header,
+            user_agent=self._user_agent,
+            custom=webhook["headers"],
+        )
+        response = await sender.post(webhook["url"], body, headers)
+        self._outcomes.append(self._decide(job, webhook["id"], now, headers, response))
+        self._outcomes_ready.set()
+
+    def _decide(
+        self,
+        job: queue.Job,
+        webhook_id: str,
+        at: float,
+        headers: dict[str, str],
+        response: Response,
+    ) -> queue.Outcome:
+        succeeded = retry.is_success(response.status_code)
+        next_at: float | None = None
+        if not succeeded and response.status_code != 410:
+            delay = retry.next_delay(
+                job.attempt_count + 1,
+                self.settings.retry_schedule,
+                status_code=response.status_code,
+                retry_after=response.retry_after,
+                now=at,
+                rng=self.rng,
+            )
+            next_at = None if delay is None else at + delay
+        if succeeded:
+            self.stats.succeeded += 1
+        else:
+            self.stats.failed_attempts += 1
+        return queue.Outcome(
+            delivery_id=job.delivery_id,
+            webhook_id=webhook_id,
+            at=at,
+            status_code=response.status_code,
+            duration_ms=response.duration_ms,
+            error=response.error,
+            response_body=response.body,
+            request_headers=headers,
+            succeeded=succeeded,
+            next_attempt_at=next_at,
+        )
+
+    def _finish_without_sending(self, delivery_id: str, reason: str) -> None:
+        with self.db.write() as conn:
+            queue.finish_without_sending(conn, delivery_id, reason, self.clock.now())
+
+    # -- recording ---------------------------------------------------------------------
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._outcomes_ready.wait()
+            self._outcomes_ready.clear()
+            try:
+                await self._flush()
+            except Unavailable as exc:
+                log.warning("cannot record attempts yet: %s", exc.__cause__ or exc)
+                await asyncio.sleep(0.5)
+                self._outcomes_ready.set()
+
+    async def _flush(self) -> None:
+        batch, self._outcomes = self._outcomes, []
+        if not batch:
+            return
+        try:
+            await asyncio.to_thread(self._record, batch)
+        except BaseException:
+            self._outcomes[:0] = batch  # keep them for the next try
+            raise
+
+    def _record(self, batch: list[queue.Outcome]) -> None:
+        now = self.clock.now()
+        gone = [o for o in batch if o.status_code == 410]
+        with self.db.write() as conn:
+            queue.record(conn, self.worker_id, batch, now)
+            for outcome in gone:
+                disable_webhook(conn, outcome.webhook_id, "the receiver answered 410 Gone", now)
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    async def _housekeeping_forever(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.housekeeping)
+            except Unavailable as exc:
+                log.warning("housekeeping skipped: %s", exc.__cause__ or exc)
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+
+    def housekeeping(self) -> None:
+        """Release expired leases; disable webhooks that have only failed for too long."""
+        now = self.clock.now()
+        with self.db.write() as conn:
+            released = queue.release_expired(conn, now)
+            cutoff = now - self.settings.auto_disable_days * 86400
+            for webhook in queue.webhooks_failing_since(conn, cutoff):
+                days = self.settings.auto_disable_days
+                reason = f"every delivery failed for {days:g} days"
+                disable_webhook(conn, webhook["id"], reason, now)
+        if released:
+            log.warning("released %d deliveries whose worker lease expired", released)
+
+    async def _drain(self, timeout_s: float) -> None:
+        """Let in-flight deliveries finish (up to `timeout_s`), then give back the rest."""
+        inflight = dict(self._inflight)
+        if not inflight:
+            return
+        _done, pending = await asyncio.wait(inflight.values(), timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        leftover = [d for d, task in inflight.items() if task in pending]
+        if leftover:
+            await asyncio.to_thread(self._release, leftover)
+
+    def _release(self, delivery_ids: list[str]) -> None:
+        with self.db.write() as conn:
+            queue.release(conn, self.worker_id, delivery_ids, self.clock.now())
+
+
+async def _wait_any(*events: asyncio.Event, seconds: float) -> None:
+    """Wait until any of `events` is set, or `seconds` have passed."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

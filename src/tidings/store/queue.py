@@ -1,0 +1,258 @@
+"""The delivery queue is the `deliveries` table: claim due rows, hold a lease, record attempts.
+
+A row is due when `status = 'pending'` and `next_attempt_at <= now`. `claim()` moves a batch
+to `delivering` with a lease in one `UPDATE … RETURNING` (on PostgreSQL the inner select
+takes `FOR UPDATE SKIP LOCKED`, so workers never wait on each other; SQLite has one writer at
+a time, by `BEGIN IMMEDIATE`). A worker that dies leaves its rows `delivering` with a lease
+that runs out; `release_expired()` puts them back, and another worker takes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from tidings.domain.ids import new_id
+from tidings.store.tables import attempts, deliveries, events, webhooks
+
+
+@dataclass(frozen=True)
+class Job:
+    """One claimed delivery with everything needed to send it."""
+
+    delivery_id: str
+    application_id: str
+    attempt_count: int  # attempts made before this one
+    event_type: str
+    content: dict[str, Any]
+    timestamp: int
+    webhook: dict[str, Any] | None  # None when the webhook is gone
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one attempt, and what to do next."""
+
+    delivery_id: str
+    webhook_id: str
+    at: float
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+    response_body: str | None
+    request_headers: dict[str, str]
+    succeeded: bool
+    next_attempt_at: float | None  # None: finished (succeeded, or failed for good)
+
+
+def claim(conn: Connection, worker_id: str, now: float, lease_s: float, limit: int) -> list[Job]:
+    """Lease up to `limit` due deliveries to `worker_id` and load what sending them needs."""
+    due = (
+        select(deliveries.c.id)
+        .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now)
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    claimed = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(due.scalar_subquery()))
+        .values(
+            status="delivering", lease_expires_at=now + lease_s, leased_by=worker_id, updated_at=now
+        )
+        .returning(
+            deliveries.c.id,
+            deliveries.c.application_id,
+            deliveries.c.event_id,
+            deliveries.c.webhook_id,
+            deliveries.c.attempt_count,
+        )
+    ).all()
+    if not claimed:
+        return []
+    event_rows = _by_id(conn, events, {row.event_id for row in claimed})
+    webhook_rows = _by_id(conn, webhooks, {row.webhook_id for row in claimed})
+    jobs = []
+    for row in sorted(claimed, key=lambda r: r.id):
+        event = event_rows[row.event_id]
+        jobs.append(
+            Job(
+                delivery_id=row.id,
+                application_id=row.application_id,
+                attempt_count=row.attempt_count,
+                event_type=event["type"],
+                content=event["content"],
+                timestamp=event["timestamp"],
+                webhook=webhook_rows.get(row.webhook_id),
+            )
+        )
+    return jobs
+
+
+def _by_id(conn: Connection, table: Any, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(select(table).where(table.c.id.in_(list(ids)))).mappings()
+    return {row["id"]: dict(row) for row in rows}
+
+
+def record(conn: Connection, worker_id: str, outcomes: Sequence[Outcome], now: float) -> int:
+    """Store attempts and move each delivery on; returns how many were still ours to move.
+
+    An outcome whose lease was lost (another worker took the delivery) still records its
+    attempt, for the log, but leaves the delivery's state to its new owner.
+    """
+    if not outcomes:
+        return 0
+    conn.execute(
+        insert(attempts),
+        [
+            {
+                "id": new_id("att", o.at),
+                "delivery_id": o.delivery_id,
+                "at": o.at,
+                "status_code": o.status_code,
+                "duration_ms": o.duration_ms,
+                "error": o.error,
+                "response_body": o.response_body,
+                "request_headers": o.request_headers,
+            }
+            for o in outcomes
+        ],
+    )
+    result = conn.execute(
+        update(deliveries)
+        .where(
+            deliveries.c.id == bindparam("b_id"),
+            deliveries.c.status == "delivering",
+            deliveries.c.leased_by == worker_id,
+        )
+        .values(
+            status=bindparam("b_status"),
+            attempt_count=deliveries.c.attempt_count + 1,
+            next_attempt_at=bindparam("b_next"),
+            lease_expires_at=None,
+            leased_by=None,
+            last_status_code=bindparam("b_code"),
+            last_duration_ms=bindparam("b_duration"),
+            last_error=bindparam("b_error"),
+            last_attempt_at=bindparam("b_at"),
+            updated_at=now,
+            finished_at=bindparam("b_finished"),
+        ),
+        [
+            {
+                "b_id": o.delivery_id,
+                "b_status": _status(o),
+                "b_next": o.next_attempt_at,
+                "b_code": o.status_code,
+                "b_duration": o.duration_ms,
+                "b_error": o.error,
+                "b_at": o.at,
+                "b_finished": None if o.next_attempt_at is not None else now,
+            }
+            for o in outcomes
+        ],
+    )
+    _track_failing_streaks(conn, outcomes)
+    return int(result.rowcount)
+
+
+def _status(outcome: Outcome) -> str:
+    if outcome.succeeded:
+        return "succeeded"
+    return "pending" if outcome.next_attempt_at is not None else "failed"
+
+
+def _track_failing_streaks(conn: Connection, outcomes: Sequence[Outcome]) -> None:
+    succeeded = {o.webhook_id for o in outcomes if o.succeeded}
+    failing: dict[str, float] = {}
+    for o in outcomes:
+        if not o.succeeded and o.webhook_id not in succeeded:
+            failing[o.webhook_id] = min(o.at, failing.get(o.webhook_id, o.at))
+    if succeeded:
+        conn.execute(
+            update(webhooks)
+            .where(webhooks.c.id.in_(succeeded), webhooks.c.failing_since.is_not(None))
+            .values(failing_since=None)
+        )
+    if failing:
+        conn.execute(
+            update(webhooks)
+            .where(webhooks.c.id == bindparam("b_id"), webhooks.c.failing_since.is_(None))
+            .values(failing_since=bindparam("b_since")),
+            [{"b_id": k, "b_since": v} for k, v in failing.items()],
+        )
+
+
+def finish_without_sending(conn: Connection, delivery_id: str, reason: str, now: float) -> None:
+    """Fail a claimed delivery that must not be sent (its webhook is gone or disabled)."""
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id)
+        .values(
+            status="failed",
+            next_attempt_at=None,
+            lease_expires_at=None,
+            leased_by=None,
+            last_error=reason,
+            updated_at=now,
+            finished_at=now,
+        )
+    )
+
+
+def release(conn: Connection, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
+    """Give back claimed deliveries that were not attempted (a worker shutting down)."""
+    if not delivery_ids:
+        return 0
+    result = conn.execute(
+        update(deliveries)
+        .where(
+            deliveries.c.id.in_(list(delivery_ids)),
+            deliveries.c.status == "delivering",
+            deliveries.c.leased_by == worker_id,
+        )
+        .values(status="pending", lease_expires_at=None, leased_by=None, updated_at=now)
+    )
+    return int(result.rowcount)
+
+
+def release_expired(conn: Connection, now: float) -> int:
+    """Put deliveries whose worker's lease ran out back in the queue, due now."""
+    result = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.status == "delivering", deliveries.c.lease_expires_at < now)
+        .values(
+            status="pending",
+            next_attempt_at=now,
+            lease_expires_at=None,
+            leased_by=None,
+            updated_at=now,
+        )
+    )
+    return int(result.rowcount)
+
+
+def webhooks_failing_since(conn: Connection, before: float) -> list[dict[str, Any]]:
+    """Enabled webhooks whose every attempt has failed since before `before`."""
+    query = select(webhooks).where(
+        webhooks.c.enabled.is_(True),
+        webhooks.c.failing_since.is_not(None),
+        webhooks.c.failing_since <= before,
+    )
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def next_due_at(conn: Connection) -> float | None:
+    """When the earliest pending delivery is due (to sleep exactly until then)."""
+    query = (
+        select(deliveries.c.next_attempt_at)
+        .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at.is_not(None))
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(1)
+    )
+    value = conn.execute(query).scalar()
+    return None if value is None else float(value)
