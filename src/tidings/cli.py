@@ -397,6 +397,45 @@ def publish(
     typer.echo(f"Published {event['id']} ({event['type']}) to {count} webhook(s){replay}.")
 
 
+@app.command()
+def listen(
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (127.0.0.1)")] = 9000,
+    secret: Annotated[
+        list[str] | None,
+        typer.Option("--secret", help="The webhook's whsec_… secret; repeat during a rotation"),
+    ] = None,
+    status: Annotated[int, typer.Option("--status", help="Status to answer with")] = 200,
+    forward: Annotated[
+        str | None, typer.Option("--forward", help="Also POST each delivery to this URL")
+    ] = None,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    signature_header: SignatureHeader = None,
+) -> None:
+    """Receive deliveries locally: verify their signatures and pretty-print them."""
+    from aiohttp import web
+
+    from tidings.domain.signing import secret_key
+    from tidings.listen import make_app
+
+    secrets = secret or []
+    for s in secrets:
+        try:
+            secret_key(s)
+        except ValueError as exc:
+            fail(f"--secret {s[:10]}…: {exc}")
+    if not 100 <= status <= 599:
+        fail("--status must be an HTTP status code")
+    header = signature_header or Settings().signature_header
+    application = make_app(
+        secrets, status=status, forward=forward, hex_header=header, echo=typer.echo
+    )
+    checking = (
+        f"verifying with {len(secrets)} secret(s)" if secrets else "NOT verifying (no --secret)"
+    )
+    say(f"Listening on http://{host}:{port}/ , {checking}, answering {status}. Ctrl-C stops.")
+    web.run_app(application, host=host, port=port, print=None, access_log=None)
+
+
 def _validated(model: Any, **values: Any) -> Any:
     try:
         return model(**values)
@@ -436,4 +475,5 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     app()

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from tidings import __version__
 from tidings.api import problems
 from tidings.api.deps import Context
-from tidings.api.limits import BodySizeLimit
+from tidings.api.limits import BodySizeLimit, JsonBodies
 from tidings.api.routes import applications, deliveries, event_types, events, health, webhooks
 from tidings.clock import Clock, SystemClock
 from tidings.config import Settings
@@ -69,5 +69,6 @@ def create_app(context: Context, worker: Worker | None = None) -> FastAPI:
     problems.install(app)
     for module in (applications, event_types, webhooks, events, deliveries, health):
         app.include_router(module.router)
+    app.add_middleware(JsonBodies)
     app.add_middleware(BodySizeLimit, max_bytes=context.settings.max_body_bytes)
     return app

@@ -7,6 +7,23 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
+class JsonBodies:
+    """The API speaks JSON only: a body sent without a JSON content type (as `curl -d` does,
+    with `application/x-www-form-urlencoded`) is read as JSON all the same, so a bad one gets a
+    clear "not valid JSON" answer rather than a confusing type error."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            original = dict(scope["headers"]).get(b"content-type", b"")
+            if b"json" not in original.lower():
+                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
+
+
 class BodySizeLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
