@@ -32,6 +32,10 @@ class InvalidInput(TidingsError):
     title = "Invalid input"
     slug = "invalid-input"
 
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field  # the input it is about, for forms that show errors beside fields
+
 
 class MalformedRequest(InvalidInput):
     status = 400

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from tidings import __version__
+from tidings import __version__, dashboard
 from tidings.api import problems
 from tidings.api.deps import Context
 from tidings.api.limits import BodySizeLimit, JsonBodies
@@ -69,6 +69,7 @@ def create_app(context: Context, worker: Worker | None = None) -> FastAPI:
     problems.install(app)
     for module in (applications, event_types, webhooks, events, deliveries, health):
         app.include_router(module.router)
+    dashboard.install(app)
     app.add_middleware(JsonBodies)
     app.add_middleware(BodySizeLimit, max_bytes=context.settings.max_body_bytes)
     return app

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from tidings.errors import TidingsError
@@ -16,6 +17,15 @@ log = logging.getLogger(__name__)
 
 PROBLEM_TYPE = "urn:tidings:problem:"
 _HTTP_SLUGS = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}
+
+
+# Renders an error as a page for people (the dashboard); API paths always get problem+json.
+HtmlRenderer = Callable[[Request, int, str, str], Response]
+_MACHINE_PATHS = ("/v1/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
+
+
+def _for_people(request: Request) -> bool:
+    return not request.url.path.startswith(_MACHINE_PATHS)
 
 
 def problem(
@@ -36,9 +46,14 @@ def problem(
     return JSONResponse(body, status, headers=headers, media_type="application/problem+json")
 
 
-def _tidings_error(_request: Request, error: Exception) -> JSONResponse:
+def _tidings_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, TidingsError)
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    html: HtmlRenderer | None = getattr(request.app.state, "render_error", None)
+    if html is not None and _for_people(request):
+        response = html(request, error.status, error.title, error.detail)
+        response.headers.update(headers or {})
+        return response
     if error.status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return problem(error.status, error.title, error.detail, error.slug, headers)
@@ -66,10 +81,13 @@ def _validation_error(_request: Request, error: Exception) -> JSONResponse:
     return problem(422, "Invalid input", detail, "invalid-input", errors=items)
 
 
-def _http_error(_request: Request, error: Exception) -> JSONResponse:
+def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     slug = _HTTP_SLUGS.get(error.status_code, f"http-{error.status_code}")
     detail = error.detail if isinstance(error.detail, str) else str(error.detail)
+    html: HtmlRenderer | None = getattr(request.app.state, "render_error", None)
+    if html is not None and _for_people(request):
+        return html(request, error.status_code, detail, "There is nothing here.")
     return problem(error.status_code, detail, detail, slug, dict(error.headers or {}))
 
 

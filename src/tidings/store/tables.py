@@ -157,3 +157,24 @@ attempts = Table(
     Column("request_headers", JSON, nullable=False),
     Index("ix_attempts_delivery_id_at", "delivery_id", "at"),
 )
+
+# Dashboard sign-ins: the cookie holds a random token, the table only its hash.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+)
+
+# Failed sign-ins per account and per client address, to slow down password guessing.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("key", String(400), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("window_start", Double, nullable=False),
+    Column("blocked_until", Double, nullable=True),
+)

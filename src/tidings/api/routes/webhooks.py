@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from datetime import UTC
 from typing import Any
 
 from fastapi import APIRouter, Response
-from sqlalchemy import Connection
 
+from tidings.api import webhook_rules as rules
 from tidings.api.auth import Caller, require_app
 from tidings.api.deps import Context, Ctx
 from tidings.api.params import Cursor, Limit, check_cursor
@@ -19,17 +17,15 @@ from tidings.api.schemas import (
     Recovered,
     RecoverIn,
     SecretOut,
-    WebhookFields,
     WebhookIn,
     WebhookList,
     WebhookOut,
     WebhookPatch,
     iso,
 )
-from tidings.domain import targets
-from tidings.domain.catalog import subscription_problem, test_event_content
-from tidings.domain.signing import generate_secret, mask_secret, reserved_header_problem
-from tidings.errors import Conflict, InvalidInput
+from tidings.domain.catalog import test_event_content
+from tidings.domain.signing import generate_secret, mask_secret
+from tidings.errors import Conflict
 from tidings.store import deliveries as delivery_store
 from tidings.store import events, webhooks
 
@@ -53,74 +49,10 @@ def webhook_out(row: dict[str, Any], ctx: Context, secret: str | None = None) ->
     )
 
 
-def _resolve(host: str) -> list[targets.IPAddress] | None:
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return None  # unresolvable now; checked again before every delivery
-    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
-
-
-def check_callback_url(url: str, ctx: Context) -> None:
-    settings = ctx.settings
-    problem = targets.url_problem(url, require_https=settings.require_https)
-    if problem is None:
-        host = targets.hostname(url)
-        allow = settings.allow_private_targets
-        problem = targets.host_problem(host, allow_private=allow)
-        if problem is None and not allow and targets.parse_host_literal(host) is None:
-            addresses = _resolve(host)
-            if addresses:
-                problem = targets.resolved_problem(addresses, allow_private=allow)
-        if problem is not None and not allow:
-            problem += " (set TIDINGS_ALLOW_PRIVATE_TARGETS=1 to allow it in development)"
-    if problem is not None:
-        raise InvalidInput(f"url: {problem}")
-
-
-def _checked_fields(body: WebhookFields, ctx: Context) -> dict[str, Any]:
-    """The fields the caller set, checked; everything but the event types (see below)."""
-    fields = body.model_dump(exclude_unset=True)
-    for required in ("url", "events", "enabled", "ordering"):
-        if required in fields and fields[required] is None:
-            raise InvalidInput(f"{required} cannot be null")
-    if "url" in fields:
-        check_callback_url(fields["url"], ctx)  # before any transaction: it may resolve DNS
-    for name in fields.get("headers") or {}:
-        problem = reserved_header_problem(name, ctx.settings.signature_header)
-        if problem is not None:
-            raise InvalidInput(f"headers: {problem}")
-    if "headers" in fields and fields["headers"] is None:
-        fields["headers"] = {}
-    if fields.get("name") == "":
-        fields["name"] = None
-    return fields
-
-
-def _check_events(fields: dict[str, Any], conn: Connection) -> None:
-    if "events" in fields:
-        problem = subscription_problem(fields["events"], events.known_event_types(conn))
-        if problem is not None:
-            raise InvalidInput(f"events: {problem}")
-
-
 @router.post("", status_code=201, response_model=WebhookOut)
 def create_webhook(app_id: str, body: WebhookIn, caller: Caller, ctx: Ctx) -> WebhookOut:
     require_app(caller, app_id, admin=True, action="create webhooks")
-    secret = generate_secret()
-    fields = _checked_fields(body, ctx)
-    fields.update({k: getattr(body, k) for k in ("url", "events", "enabled", "ordering")})
-    with ctx.db.write() as conn:
-        _check_events(fields, conn)
-        row = webhooks.create_webhook(
-            conn,
-            app_id,
-            fields,
-            secret,
-            ctx.box,
-            limit=ctx.settings.webhooks_per_application,
-            now=ctx.clock.now(),
-        )
+    row, secret = rules.create(ctx, app_id, body)
     return webhook_out(row, ctx, secret)
 
 
@@ -147,11 +79,7 @@ def update_webhook(
     app_id: str, webhook_id: str, body: WebhookPatch, caller: Caller, ctx: Ctx
 ) -> WebhookOut:
     require_app(caller, app_id, admin=True, action="change webhooks")
-    changes = _checked_fields(body, ctx)
-    with ctx.db.write() as conn:
-        _check_events(changes, conn)
-        row = webhooks.update_webhook(conn, app_id, webhook_id, changes, ctx.clock.now())
-    return webhook_out(row, ctx)
+    return webhook_out(rules.update(ctx, app_id, webhook_id, body), ctx)
 
 
 @router.delete("/{webhook_id}", status_code=204)
