@@ -20,7 +20,9 @@ from tidings.store.db import make_engine
 from tidings.store.migrate import upgrade
 
 PG_URL = os.environ.get("TIDINGS_TEST_POSTGRES_URL")
-TEMPLATE_DB = "tidings_test_template"
+# Names carry the pid, so that two test runs on one server (a developer's and CI's) never
+# drop each other's databases.
+TEMPLATE_DB = f"tidings_test_template_{os.getpid()}"
 _counter = itertools.count()
 
 
@@ -53,11 +55,7 @@ def pg_template() -> Iterator[str]:
         pytest.skip("TIDINGS_TEST_POSTGRES_URL is not set: PostgreSQL tests need a server")
     admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        stale = conn.execute(
-            text("SELECT datname FROM pg_database WHERE datname LIKE 'tidings_test_%'")
-        ).scalars()
-        for name in list(stale):
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{TEMPLATE_DB}"'))
     engine = make_engine(_pg_url_for(TEMPLATE_DB))
     upgrade(engine)

@@ -257,6 +257,25 @@ def keygen() -> None:
     typer.echo(new_encryption_key())
 
 
+@app.command("rotate-key")
+def rotate_key(database_url: DatabaseUrl = None, encryption_key: EncryptionKey = None) -> None:
+    """Re-encrypt every webhook secret with the first key of TIDINGS_ENCRYPTION_KEY.
+
+    To change the key: set TIDINGS_ENCRYPTION_KEY="NEW,OLD" (both keys, new first) on every
+    process, run this once, then drop OLD.
+    """
+    from tidings.crypto import SecretBox, load_or_create_key
+    from tidings.store.keys import reencrypt_secrets
+
+    settings = load_settings(database_url=database_url, encryption_key=encryption_key)
+    try:
+        box = SecretBox(load_or_create_key(settings.encryption_key, settings.key_file))
+        count = _run(settings, lambda conn: reencrypt_secrets(conn, box))
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(f"Re-encrypted the secrets of {count} webhook(s) with the first key.")
+
+
 def _run(settings: Settings, action: Any) -> Any:
     db = _open(settings)
     try:

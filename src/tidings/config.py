@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     webhooks_per_application: int = Field(default=10, ge=1)
     auto_disable_days: float = Field(default=5.0, gt=0)
+    # Requests a second per API key or dashboard user (0: unlimited), and the burst allowed.
+    api_rate_limit: float = Field(default=100.0, ge=0)
+    api_rate_burst: float = Field(default=200.0, ge=1)
+    operator_rate_limit: float = Field(default=0.0, ge=0)
     run_worker: bool = True  # `tidings serve` runs a worker in-process; `tidings api` does not
 
     @field_validator("retry_schedule", mode="before")

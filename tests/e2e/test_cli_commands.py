@@ -193,3 +193,36 @@ def test_publish_with_an_idempotency_key_replays_the_second_time(
     second_id = EVENT_ID.search(second.stdout)
     assert second_id, second.stdout
     assert second_id.group() == first_id.group()
+
+
+def test_rotate_key_reencrypts_secrets_under_the_new_key(workspace) -> None:
+    from cryptography.fernet import Fernet
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    env_old = workspace.env(TIDINGS_ENCRYPTION_KEY=old)
+    app_id = workspace.run("apps", "create", "Shop", "-q", env=env_old).stdout.strip()
+    # A webhook needs the API; store one through the library with the old key.
+    from tidings.api.schemas import WebhookIn
+    from tidings.crypto import SecretBox
+    from tidings.store import webhooks
+    from tidings.store.db import Database
+
+    db = Database.from_url(f"sqlite:///{workspace.db_path}")
+    with db.write() as conn:
+        body = WebhookIn(url="https://h.example.com", events=["*"])
+        row = webhooks.create_webhook(
+            conn,
+            app_id,
+            body.model_dump(),
+            "whsec_" + "A" * 43 + "=",
+            SecretBox(old),
+            limit=10,
+            now=1.0,
+        )
+    result = workspace.run("rotate-key", env=workspace.env(TIDINGS_ENCRYPTION_KEY=f"{new},{old}"))
+    assert result.returncode == 0, result.stderr
+    assert "1 webhook(s)" in result.stdout
+    with db.read() as conn:
+        stored = webhooks.get_webhook(conn, app_id, row["id"])
+    db.dispose()
+    assert SecretBox(new).decrypt(stored["secret"]) == "whsec_" + "A" * 43 + "="

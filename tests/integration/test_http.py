@@ -167,3 +167,35 @@ def test_json_sent_without_a_json_content_type_is_read_as_json(
     )
     assert response.status_code == 201, response.text
     assert response.json()["name"] == "curl -d"
+
+
+def test_api_key_over_its_rate_limit_gets_429_with_retry_after(settings, clock) -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.integration.conftest import OPERATOR
+    from tidings.api.app import build_context, create_app
+
+    limited = settings.model_copy(update={"api_rate_limit": 1.0, "api_rate_burst": 3.0})
+    with TestClient(create_app(build_context(limited, clock=clock))) as client:
+        op = {"Authorization": f"Bearer {OPERATOR}"}
+        app_id = client.post("/v1/applications", json={"name": "x"}, headers=op).json()["id"]
+        key = client.post(
+            f"/v1/applications/{app_id}/api-keys", json={"name": "k", "role": "admin"}, headers=op
+        ).json()["key"]
+        codes = [
+            client.get(
+                f"/v1/applications/{app_id}/webhooks", headers={"Authorization": f"Bearer {key}"}
+            ).status_code
+            for _ in range(5)
+        ]
+        assert codes[:3] == [200, 200, 200] and codes[3] == 429
+        refused = client.get(
+            f"/v1/applications/{app_id}/webhooks", headers={"Authorization": f"Bearer {key}"}
+        )
+        assert refused.headers["retry-after"] == "1"
+        assert refused.headers["content-type"] == "application/problem+json"
+        # The operator is not limited by default.
+        assert all(
+            client.get(f"/v1/applications/{app_id}", headers=op).status_code == 200
+            for _ in range(20)
+        )

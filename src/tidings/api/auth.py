@@ -14,8 +14,9 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request
 
 from tidings.api.deps import Context, Ctx
+from tidings.api.ratelimit import retry_after_header
 from tidings.crypto import hash_token
-from tidings.errors import Forbidden, NotFound, Unauthenticated
+from tidings.errors import Forbidden, NotFound, RateLimited, Unauthenticated
 from tidings.store import accounts
 
 Role = Literal["admin", "member"]
@@ -61,7 +62,22 @@ def authenticate(context: Context, authorization: str | None) -> Principal:
 
 def get_principal(request: Request, context: Ctx) -> Principal:
     principal: Principal = authenticate(context, request.headers.get("authorization"))
+    enforce_rate_limit(context, principal)
     return principal
+
+
+def enforce_rate_limit(context: Context, principal: Principal) -> None:
+    if principal.is_operator:
+        limiter, key = context.operator_limiter, "operator"
+    else:
+        limiter, key = context.limiter, principal.subject_id or ""
+    wait = limiter.take(key) if limiter is not None else 0.0
+    if wait > 0:
+        seconds = retry_after_header(wait)
+        raise RateLimited(
+            f"too many requests with this credential; try again in {seconds} s",
+            retry_after=seconds,
+        )
 
 
 Caller = Annotated[Principal, Depends(get_principal)]

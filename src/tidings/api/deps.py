@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from tidings.api.ratelimit import RateLimiter
 from tidings.clock import Clock
 from tidings.config import Settings
 from tidings.crypto import SecretBox
@@ -23,6 +24,15 @@ class Context:
     operator_token_hash: str | None = field(default=None)
     # Called after a commit that made deliveries due now (wakes an in-process worker).
     notify: Callable[[], None] = field(default=lambda: None)
+    limiter: RateLimiter | None = None
+    operator_limiter: RateLimiter | None = None
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.limiter = self.limiter or RateLimiter(s.api_rate_limit, s.api_rate_burst)
+        self.operator_limiter = self.operator_limiter or RateLimiter(
+            s.operator_rate_limit, max(s.api_rate_burst, s.operator_rate_limit * 2)
+        )
 
 
 def get_context(request: Request) -> Context:
