@@ -88,6 +88,8 @@ def test_serve_delivers_a_published_event_in_under_a_second(
     for n, request in enumerate(receiver.requests):
         envelope = Webhook(secret).verify(request.body, request.headers)
         assert envelope["content"] == {"n": n} and envelope["type"] == "item.created"
+    server.stop()
+    assert secret not in server.stderr and secret[6:] not in server.stderr  # not in the logs
 
 
 def test_api_and_worker_processes_share_the_database(
