@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 import secrets
-import sys
 from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
 
-from tidings import __version__
+from tidings import __version__, logs
 from tidings.config import Settings
 from tidings.crypto import new_encryption_key
 from tidings.errors import TidingsError
@@ -142,10 +140,9 @@ def ensure_operator_token(settings: Settings, db: Any) -> str | None:
 
 
 def _start_http(settings: Settings, *, with_worker: bool) -> None:
-    import uvicorn
-
     from tidings.api.app import build_context, create_app
     from tidings.delivery.worker import Worker
+    from tidings.server import serve_http
 
     db = _open(settings)
     token = ensure_operator_token(settings, db)
@@ -161,13 +158,7 @@ def _start_http(settings: Settings, *, with_worker: bool) -> None:
     base = f"http://{settings.host}:{settings.port}"
     say(f"Tidings {__version__}: API at {base}/v1, OpenAPI at {base}/docs")
     say(f"Database: {settings.database_url}")
-    uvicorn.run(
-        create_app(context, worker),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        access_log=False,
-    )
+    serve_http(create_app(context, worker), settings.host, settings.port)
 
 
 @app.command()
@@ -255,6 +246,30 @@ def migrate(database_url: DatabaseUrl = None) -> None:
 def keygen() -> None:
     """Print a new encryption key for TIDINGS_ENCRYPTION_KEY."""
     typer.echo(new_encryption_key())
+
+
+@app.command()
+def purge(
+    older_than_days: Annotated[
+        float | None,
+        typer.Option("--older-than-days", help="[env: TIDINGS_RETENTION_DAYS; default 30]"),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Delete finished deliveries, their attempts and old events past the retention period."""
+    import time
+
+    from tidings.store import retention
+
+    settings = load_settings(database_url=database_url, retention_days=older_than_days)
+    db = _open(settings)
+    now = time.time()
+    counts = retention.purge(db, now - settings.retention_days * 86400, now)
+    db.dispose()
+    typer.echo(
+        f"Purged {counts['deliveries']} deliveries (with their attempts) and {counts['events']}"
+        f" events older than {settings.retention_days:g} days."
+    )
 
 
 @app.command("rotate-key")
@@ -491,8 +506,7 @@ def _root(
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from tidings.config import log_format
+
+    logs.configure(log_format())
     app()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +31,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     webhooks_per_application: int = Field(default=10, ge=1)
     auto_disable_days: float = Field(default=5.0, gt=0)
+    retention_days: float = Field(default=30.0, gt=0)
     # Requests a second per API key or dashboard user (0: unlimited), and the burst allowed.
     api_rate_limit: float = Field(default=100.0, ge=0)
     api_rate_burst: float = Field(default=200.0, ge=1)
@@ -71,3 +73,9 @@ class Settings(BaseSettings):
             if path and path != ":memory:":
                 return Path(path).resolve().parent / "tidings.key"
         return Path("tidings.key").resolve()
+
+
+def log_format() -> str:
+    """`TIDINGS_LOG_FORMAT`: `text` (default) or `json`. Read before any command's settings."""
+    value = os.environ.get("TIDINGS_LOG_FORMAT", "text").strip().lower()
+    return value if value in ("text", "json") else "text"

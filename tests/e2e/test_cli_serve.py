@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import signal
 import stat
 
 import httpx2 as httpx
@@ -20,8 +19,8 @@ def create_application(server: Server, token: str, name: str = "x") -> httpx.Res
 
 def assert_stopped_cleanly(server: Server) -> None:
     server.stop()
-    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit shows the signal.
-    assert server.proc.returncode in (0, -signal.SIGTERM), server.stderr
+    # SIGTERM is a clean stop: in-flight work finishes, and the exit status is 0.
+    assert server.proc.returncode == 0, server.stderr
     assert "Application shutdown complete" in server.stderr, server.stderr
     assert "Traceback" not in server.stderr, server.stderr
 

@@ -1,7 +1,7 @@
 """A real HTTP receiver on 127.0.0.1 for tests: answers as told, records what arrived.
 
 Paths choose the behaviour: `/ok` 200, `/fail` 500, `/unavailable` 503 (with Retry-After),
-`/redirect` 302, `/gone` 410, `/hang` never answers in time, `/close` drops the connection,
+`/redirect` 302, `/gone` 410, `/hang` never answers in time, `/close` drops the connection, `/slow` and `/slower` answer 200 after 50 and 200 ms,
 `/script/<name>` answers the statuses queued with `script(name, [...])` then 200.
 """
 
@@ -106,6 +106,9 @@ class Receiver:
             request.transport.close()
             await asyncio.sleep(1)
             return web.Response(text="unreachable")
+        if path in ("/slow", "/slower"):
+            await asyncio.sleep(0.05 if path == "/slow" else 0.2)
+            return web.Response(text="ok")
         if path == "/big":
             return web.Response(text="x" * 50_000)
         return web.Response(text="ok")

@@ -17,7 +17,7 @@ import random
 import socket
 from dataclasses import dataclass
 
-from tidings import __version__
+from tidings import __version__, metrics
 from tidings.clock import Clock
 from tidings.config import Settings
 from tidings.crypto import SecretBox
@@ -26,7 +26,7 @@ from tidings.domain import retry
 from tidings.domain.catalog import envelope_body
 from tidings.domain.signing import delivery_headers
 from tidings.errors import Unavailable
-from tidings.store import queue
+from tidings.store import queue, retention
 from tidings.store.db import Database
 from tidings.store.webhooks import disable_webhook, live_secrets
 
@@ -36,6 +36,8 @@ LEASE_MARGIN_S = 20.0
 CLAIM_BATCH = 200
 POLL_INTERVAL_S = 0.1
 HOUSEKEEPING_INTERVAL_S = 5.0
+PURGE_INTERVAL_S = 3600.0
+PURGE_BATCHES_PER_RUN = 200  # at most 100,000 deliveries an hour from one worker
 
 
 @dataclass
@@ -63,7 +65,8 @@ class Worker:
         self.settings = settings
         self.box = box
         self.clock = clock
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.host = socket.gethostname()
+        self.worker_id = worker_id or f"{self.host}:{os.getpid()}:{id(self):x}"
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self.poll_interval_s = poll_interval_s
         self.lease_s = settings.timeout_s + LEASE_MARGIN_S
@@ -205,6 +208,21 @@ class Worker:
             self.stats.succeeded += 1
         else:
             self.stats.failed_attempts += 1
+        metrics.ATTEMPTS.labels("success" if succeeded else "failure").inc()
+        metrics.ATTEMPT_SECONDS.observe(response.duration_ms / 1000)
+        if succeeded or next_at is None:
+            metrics.DELIVERIES_FINISHED.labels("succeeded" if succeeded else "failed").inc()
+        if not succeeded:
+            log.info(
+                "attempt failed",
+                extra={
+                    "delivery_id": job.delivery_id,
+                    "webhook_id": webhook_id,
+                    "status_code": response.status_code,
+                    "error": response.error,
+                    "next_attempt_in_s": None if next_at is None else round(next_at - at, 1),
+                },
+            )
         return queue.Outcome(
             delivery_id=job.delivery_id,
             webhook_id=webhook_id,
@@ -256,25 +274,40 @@ class Worker:
     # -- housekeeping --------------------------------------------------------------------
 
     async def _housekeeping_forever(self) -> None:
+        next_purge = 0.0
         while True:
             try:
                 await asyncio.to_thread(self.housekeeping)
+                if self.clock.now() >= next_purge:
+                    next_purge = self.clock.now() + PURGE_INTERVAL_S
+                    await asyncio.to_thread(self.purge, PURGE_BATCHES_PER_RUN)
             except Unavailable as exc:
                 log.warning("housekeeping skipped: %s", exc.__cause__ or exc)
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
 
+    def purge(self, max_batches: int = 1_000_000) -> dict[str, int]:
+        """Delete what is older than the retention period (finished deliveries, old events)."""
+        now = self.clock.now()
+        cutoff = now - self.settings.retention_days * 86400
+        counts = retention.purge(self.db, cutoff, now, max_batches)
+        if any(counts.values()):
+            log.info("purged old data", extra=counts)
+        return counts
+
     def housekeeping(self) -> None:
-        """Release expired leases; disable webhooks that have only failed for too long."""
+        """Release expired leases and those of dead workers on this machine; disable webhooks
+        that have only failed for too long."""
         now = self.clock.now()
         with self.db.write() as conn:
             released = queue.release_expired(conn, now)
+            released += queue.release_orphans(conn, self.host, _pid_alive, now)
             cutoff = now - self.settings.auto_disable_days * 86400
             for webhook in queue.webhooks_failing_since(conn, cutoff):
                 days = self.settings.auto_disable_days
                 reason = f"every delivery failed for {days:g} days"
                 disable_webhook(conn, webhook["id"], reason, now)
         if released:
-            log.warning("released %d deliveries whose worker lease expired", released)
+            log.warning("took back %d deliveries from workers that died", released)
 
     async def _drain(self, timeout_s: float) -> None:
         """Let in-flight deliveries finish (up to `timeout_s`), then give back the rest."""
@@ -292,6 +325,18 @@ class Worker:
     def _release(self, delivery_ids: list[str]) -> None:
         with self.db.write() as conn:
             queue.release(conn, self.worker_id, delivery_ids, self.clock.now())
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 async def _wait_any(*events: asyncio.Event, seconds: float) -> None:

@@ -9,7 +9,7 @@ that runs out; `release_expired()` puts them back, and another worker takes them
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,6 +225,40 @@ def release_expired(conn: Connection, now: float) -> int:
     result = conn.execute(
         update(deliveries)
         .where(deliveries.c.status == "delivering", deliveries.c.lease_expires_at < now)
+        .values(
+            status="pending",
+            next_attempt_at=now,
+            lease_expires_at=None,
+            leased_by=None,
+            updated_at=now,
+        )
+    )
+    return int(result.rowcount)
+
+
+def release_orphans(
+    conn: Connection, host: str, is_alive: Callable[[int], bool], now: float
+) -> int:
+    """Release leases held by dead workers of this machine (worker ids are `host:pid:…`).
+
+    A worker killed outright (`kill -9`, a power cut) leaves leases that would otherwise
+    keep its deliveries waiting until they expire; on the same machine we can tell it died.
+    """
+    holders = conn.execute(
+        select(deliveries.c.leased_by)
+        .where(deliveries.c.status == "delivering", deliveries.c.leased_by.like(f"{host}:%"))
+        .distinct()
+    ).scalars()
+    dead = []
+    for holder in holders:
+        pid_text = holder.split(":")[1] if holder.count(":") >= 2 else ""
+        if pid_text.isdigit() and not is_alive(int(pid_text)):
+            dead.append(holder)
+    if not dead:
+        return 0
+    result = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.status == "delivering", deliveries.c.leased_by.in_(dead))
         .values(
             status="pending",
             next_attempt_at=now,
