@@ -28,6 +28,8 @@ class Settings(BaseSettings):
         DEFAULT_RETRY_SCHEDULE
     )
     worker_concurrency: int = Field(default=64, ge=1, le=10_000)
+    # Deliveries in flight to one webhook from one worker (0: half of worker_concurrency).
+    webhook_concurrency: int = Field(default=0, ge=0, le=10_000)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     webhooks_per_application: int = Field(default=10, ge=1)
     auto_disable_days: float = Field(default=5.0, gt=0)

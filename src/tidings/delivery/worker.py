@@ -33,6 +33,7 @@ from tidings.store.webhooks import disable_webhook, live_secrets
 log = logging.getLogger(__name__)
 
 LEASE_MARGIN_S = 20.0
+MAX_WEBHOOK_TIMEOUT_S = 30.0
 CLAIM_BATCH = 200
 POLL_INTERVAL_S = 0.1
 HOUSEKEEPING_INTERVAL_S = 5.0
@@ -69,7 +70,11 @@ class Worker:
         self.worker_id = worker_id or f"{self.host}:{os.getpid()}:{id(self):x}"
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self.poll_interval_s = poll_interval_s
-        self.lease_s = settings.timeout_s + LEASE_MARGIN_S
+        # Long enough for the slowest attempt (a webhook may have its own timeout) and the
+        # wait for a rate-limit slot; a dead worker's deliveries come back after this.
+        self.lease_s = max(settings.timeout_s, MAX_WEBHOOK_TIMEOUT_S) + LEASE_MARGIN_S
+        self.per_webhook = settings.webhook_concurrency or max(1, settings.worker_concurrency // 2)
+        self._busy: dict[str, int] = {}
         self.stats = Stats()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -144,18 +149,33 @@ class Worker:
             for job in jobs:
                 task = asyncio.create_task(self._deliver(sender, job))
                 self._inflight[job.delivery_id] = task
-                task.add_done_callback(functools.partial(self._done, job.delivery_id))
+                webhook_id = job.webhook["id"] if job.webhook else ""
+                self._busy[webhook_id] = self._busy.get(webhook_id, 0) + 1
+                task.add_done_callback(functools.partial(self._done, job.delivery_id, webhook_id))
             if len(jobs) < min(free, CLAIM_BATCH):
                 await _wait_any(stop, self._wake, seconds=self.poll_interval_s)
 
-    def _done(self, delivery_id: str, _task: asyncio.Task[None]) -> None:
+    def _done(self, delivery_id: str, webhook_id: str, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(delivery_id, None)
+        left = self._busy.get(webhook_id, 1) - 1
+        if left > 0:
+            self._busy[webhook_id] = left
+        else:
+            self._busy.pop(webhook_id, None)
         self._slot_free.set()
 
     async def _claim(self, limit: int) -> list[queue.Job]:
         def claim() -> list[queue.Job]:
             with self.db.write() as conn:
-                return queue.claim(conn, self.worker_id, self.clock.now(), self.lease_s, limit)
+                return queue.claim(
+                    conn,
+                    self.worker_id,
+                    self.clock.now(),
+                    self.lease_s,
+                    limit,
+                    busy=dict(self._busy),
+                    per_webhook=self.per_webhook,
+                )
 
         jobs = await asyncio.to_thread(claim)
         self.stats.claimed += len(jobs)
@@ -169,6 +189,9 @@ class Worker:
             reason = "the webhook was deleted" if webhook is None else "the webhook is disabled"
             await asyncio.to_thread(self._finish_without_sending, job.delivery_id, reason)
             return
+        wait = job.not_before - self.clock.now()
+        if wait > 0:  # a rate-limited webhook's slot, at most a second away
+            await asyncio.sleep(wait)
         now = self.clock.now()
         body = envelope_body(job.event_type, job.content, job.timestamp)
         headers = delivery_headers(
@@ -180,7 +203,7 @@ class Worker:
             user_agent=self._user_agent,
             custom=webhook["headers"],
         )
-        response = await sender.post(webhook["url"], body, headers)
+        response = await sender.post(webhook["url"], body, headers, webhook.get("timeout_s"))
         self._outcomes.append(self._decide(job, webhook["id"], now, headers, response))
         self._outcomes_ready.set()
 

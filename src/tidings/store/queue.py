@@ -9,11 +9,12 @@ that runs out; `release_expired()` puts them back, and another worker takes them
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy.orm import aliased
 
 from tidings.domain.ids import new_id
 from tidings.store.tables import attempts, deliveries, events, webhooks
@@ -30,6 +31,7 @@ class Job:
     content: dict[str, Any]
     timestamp: int
     webhook: dict[str, Any] | None  # None when the webhook is gone
+    not_before: float = 0.0  # a rate-limited webhook's slot: do not start before this
 
 
 @dataclass(frozen=True)
@@ -48,49 +50,183 @@ class Outcome:
     next_attempt_at: float | None  # None: finished (succeeded, or failed for good)
 
 
-def claim(conn: Connection, worker_id: str, now: float, lease_s: float, limit: int) -> list[Job]:
-    """Lease up to `limit` due deliveries to `worker_id` and load what sending them needs."""
+# A rate-limited webhook's deliveries are claimed at most this far ahead of their slot.
+RATE_HORIZON_S = 1.0
+_RETURNED = (
+    deliveries.c.id,
+    deliveries.c.application_id,
+    deliveries.c.event_id,
+    deliveries.c.webhook_id,
+    deliveries.c.attempt_count,
+)
+
+
+def claim(
+    conn: Connection,
+    worker_id: str,
+    now: float,
+    lease_s: float,
+    limit: int,
+    *,
+    busy: Mapping[str, int] | None = None,
+    per_webhook: int = 0,
+) -> list[Job]:
+    """Lease up to `limit` due deliveries to `worker_id` and load what sending them needs.
+
+    `busy` counts this worker's deliveries in flight per webhook; with `per_webhook` set, no
+    webhook gets more than that many in flight, so one slow receiver cannot take every slot.
+    FIFO webhooks give only their head; rate-limited ones only what fits in their next second.
+    """
+    counts = dict(busy or {})
+    claimed = _lease(conn, _fifo_heads(now, limit), worker_id, now, lease_s)
+    for _round in range(4):  # a webhook at its cap is left out, and the rest claimed again
+        saturated = [w for w, n in counts.items() if per_webhook and n >= per_webhook]
+        room = limit - len(claimed)
+        if room <= 0:
+            break
+        due = _due(now, room, saturated)
+        batch = _lease(conn, due, worker_id, now, lease_s)
+        kept = _cap_per_webhook(conn, batch, counts, per_webhook, now)
+        claimed += kept
+        if len(kept) == len(batch):
+            break
+    if not claimed:
+        return []
+    webhook_rows = _by_id(conn, webhooks, {row.webhook_id for row in claimed})
+    slots = _rate_slots(conn, claimed, webhook_rows, now)
+    claimed = [row for row in claimed if row.id in slots]
+    event_rows = _by_id(conn, events, {row.event_id for row in claimed})
+    return [
+        Job(
+            delivery_id=row.id,
+            application_id=row.application_id,
+            attempt_count=row.attempt_count,
+            event_type=event_rows[row.event_id]["type"],
+            content=event_rows[row.event_id]["content"],
+            timestamp=event_rows[row.event_id]["timestamp"],
+            webhook=webhook_rows.get(row.webhook_id),
+            not_before=slots[row.id],
+        )
+        for row in sorted(claimed, key=lambda r: r.id)
+    ]
+
+
+def _due(now: float, limit: int, saturated: list[str]) -> Any:
+    """Due deliveries of unordered webhooks, oldest first, leaving out saturated webhooks."""
+    fifo = select(webhooks.c.id).where(webhooks.c.ordering == "fifo").scalar_subquery()
     due = (
         select(deliveries.c.id)
-        .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now)
+        .where(
+            deliveries.c.status == "pending",
+            deliveries.c.next_attempt_at <= now,
+            deliveries.c.webhook_id.not_in(fifo),
+        )
         .order_by(deliveries.c.next_attempt_at)
         .limit(limit)
     )
+    if saturated:
+        due = due.where(deliveries.c.webhook_id.not_in(saturated))
+    return due
+
+
+def _lease(conn: Connection, due: Any, worker_id: str, now: float, lease_s: float) -> list[Any]:
     if conn.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    claimed = conn.execute(
-        update(deliveries)
-        .where(deliveries.c.id.in_(due.scalar_subquery()))
-        .values(
-            status="delivering", lease_expires_at=now + lease_s, leased_by=worker_id, updated_at=now
-        )
-        .returning(
-            deliveries.c.id,
-            deliveries.c.application_id,
-            deliveries.c.event_id,
-            deliveries.c.webhook_id,
-            deliveries.c.attempt_count,
-        )
-    ).all()
-    if not claimed:
-        return []
-    event_rows = _by_id(conn, events, {row.event_id for row in claimed})
-    webhook_rows = _by_id(conn, webhooks, {row.webhook_id for row in claimed})
-    jobs = []
-    for row in sorted(claimed, key=lambda r: r.id):
-        event = event_rows[row.event_id]
-        jobs.append(
-            Job(
-                delivery_id=row.id,
-                application_id=row.application_id,
-                attempt_count=row.attempt_count,
-                event_type=event["type"],
-                content=event["content"],
-                timestamp=event["timestamp"],
-                webhook=webhook_rows.get(row.webhook_id),
+    return list(
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(due.scalar_subquery()))
+            .values(
+                status="delivering",
+                lease_expires_at=now + lease_s,
+                leased_by=worker_id,
+                updated_at=now,
             )
+            .returning(*_RETURNED)
+        ).all()
+    )
+
+
+def _fifo_heads(now: float, limit: int) -> Any:
+    """The oldest unfinished delivery of each FIFO webhook, when it is pending and due."""
+    head = aliased(deliveries)
+    first_open = (
+        select(func.min(head.c.id))
+        .where(
+            head.c.webhook_id == deliveries.c.webhook_id,
+            head.c.status.in_(("pending", "delivering")),
         )
-    return jobs
+        .scalar_subquery()
+    )
+    fifo = select(webhooks.c.id).where(webhooks.c.ordering == "fifo").scalar_subquery()
+    return (
+        select(deliveries.c.id)
+        .where(
+            deliveries.c.webhook_id.in_(fifo),
+            deliveries.c.status == "pending",
+            deliveries.c.next_attempt_at <= now,
+            deliveries.c.id == first_open,
+        )
+        .limit(limit)
+    )
+
+
+def _unclaim(conn: Connection, ids: list[str], now: float, due_at: float | None = None) -> None:
+    values: dict[str, Any] = {"status": "pending", "lease_expires_at": None, "leased_by": None}
+    if due_at is not None:
+        values["next_attempt_at"] = due_at
+    conn.execute(update(deliveries).where(deliveries.c.id.in_(ids)).values(**values))
+
+
+def _cap_per_webhook(
+    conn: Connection, claimed: list[Any], counts: dict[str, int], per_webhook: int, now: float
+) -> list[Any]:
+    """Keep what fits under each webhook's cap (counting into `counts`); give back the rest."""
+    if not per_webhook:
+        return claimed
+    keep: list[Any] = []
+    extra: list[Any] = []
+    for row in sorted(claimed, key=lambda r: r.id):
+        counts[row.webhook_id] = counts.get(row.webhook_id, 0) + 1
+        (keep if counts[row.webhook_id] <= per_webhook else extra).append(row)
+    if extra:
+        _unclaim(conn, [row.id for row in extra], now)
+    return keep
+
+
+def _rate_slots(
+    conn: Connection, claimed: list[Any], webhook_rows: dict[str, dict[str, Any]], now: float
+) -> dict[str, float]:
+    """When each claimed delivery may start. A rate-limited webhook's slots are reserved on
+    its row, which every worker shares; what does not fit in the next second goes back."""
+    slots = {row.id: 0.0 for row in claimed}
+    by_webhook: dict[str, list[Any]] = {}
+    for row in sorted(claimed, key=lambda r: r.id):
+        hook = webhook_rows.get(row.webhook_id)
+        if hook is not None and hook["rate_limit"]:
+            by_webhook.setdefault(row.webhook_id, []).append(row)
+    for webhook_id, rows in by_webhook.items():
+        rate = float(webhook_rows[webhook_id]["rate_limit"])
+        query = select(webhooks.c.rate_next_at).where(webhooks.c.id == webhook_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        start = max(conn.execute(query).scalar() or now, now)
+        room = (
+            int((now + RATE_HORIZON_S - start) * rate) + 1 if start <= now + RATE_HORIZON_S else 0
+        )
+        keep = rows[: max(0, room)]
+        for i, row in enumerate(keep):
+            slots[row.id] = start + i / rate
+        next_free = start + len(keep) / rate
+        conn.execute(
+            update(webhooks).where(webhooks.c.id == webhook_id).values(rate_next_at=next_free)
+        )
+        later = [row.id for row in rows[len(keep) :]]
+        if later:
+            _unclaim(conn, later, now, due_at=next_free)
+            for delivery_id in later:
+                del slots[delivery_id]
+    return slots
 
 
 def _by_id(conn: Connection, table: Any, ids: Iterable[str]) -> dict[str, dict[str, Any]]:

@@ -95,6 +95,10 @@ webhooks = Table(
     Column("previous_secret_expires_at", Double, nullable=True),
     # Start of the current run of failed attempts (None after a success): auto-disable.
     Column("failing_since", Double, nullable=True),
+    # Seconds per attempt for this webhook (None: the server's TIDINGS_TIMEOUT_S).
+    Column("timeout_s", Double, nullable=True),
+    # With a rate limit: the earliest time the next delivery may start, shared by all workers.
+    Column("rate_next_at", Double, nullable=True),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
 )
@@ -141,6 +145,8 @@ deliveries = Table(
     Index("ix_deliveries_due", "status", "next_attempt_at"),
     Index("ix_deliveries_application_id_id", "application_id", "id"),
     Index("ix_deliveries_webhook_id_id", "webhook_id", "id"),
+    # The head of a FIFO webhook's queue: min(id) of its pending or delivering deliveries.
+    Index("ix_deliveries_webhook_id_status_id", "webhook_id", "status", "id"),
     Index("ix_deliveries_event_id", "event_id"),
 )
 

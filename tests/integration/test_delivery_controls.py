@@ -1,0 +1,229 @@
+"""Delivery controls: FIFO ordering, shared rate limits, per-webhook in-flight caps, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import update
+
+from tests.integration.conftest import Api, make_settings
+from tests.support.receiver import Receiver
+from tidings.clock import ManualClock, SystemClock
+from tidings.config import Settings
+from tidings.delivery.worker import Worker
+from tidings.store import queue
+from tidings.store.tables import deliveries, webhooks
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(start=time.time())
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(
+        database_url, allow_private_targets=True, timeout_s=1.0, retry_schedule=(5, 5)
+    )
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+def set_webhook(api: Api, webhook_id: str, **values) -> None:
+    with api.context.db.write() as conn:
+        conn.execute(update(webhooks).where(webhooks.c.id == webhook_id).values(**values))
+
+
+def worker(api: Api, clock, name: str = "w", **overrides) -> Worker:
+    ctx = api.context
+    settings = ctx.settings.model_copy(update=overrides)
+    return Worker(ctx.db, settings, ctx.box, clock, worker_id=name, rng=random.Random(2))
+
+
+def numbers(receiver: Receiver, path: str | None = None) -> list[int]:
+    return [
+        json.loads(r.body)["content"]["n"]
+        for r in receiver.requests
+        if path is None or r.path == path
+    ]
+
+
+def test_fifo_delivers_in_publish_order_and_a_failing_head_blocks_the_rest(
+    api: Api, receiver: Receiver, clock: ManualClock
+) -> None:
+    url = receiver.script("fifo", [500])  # the first attempt fails, then 200s
+    wh = api.create_webhook(url=url, events=["*"])
+    set_webhook(api, wh["id"], ordering="fifo")
+    for n in range(5):
+        api.publish("item.created", {"n": n})
+    w = worker(api, clock)
+    assert asyncio.run(w.run_once()) == 1  # only the head
+    assert asyncio.run(w.run_once()) == 0  # the head waits for its retry: nothing behind it moves
+    clock.advance(7)
+    for _ in range(5):
+        asyncio.run(w.run_once())
+    assert numbers(receiver) == [0, 0, 1, 2, 3, 4]
+
+
+def test_fifo_head_failing_for_good_unblocks_the_next(
+    api: Api, receiver: Receiver, clock: ManualClock
+) -> None:
+    url = receiver.script("dead-head", [500, 500, 500])
+    wh = api.create_webhook(url=url, events=["*"])
+    set_webhook(api, wh["id"], ordering="fifo")
+    for n in range(2):
+        api.publish("item.created", {"n": n})
+    w = worker(api, clock)
+    for _ in range(3):
+        asyncio.run(w.run_once())
+        clock.advance(6)
+    asyncio.run(w.run_once())
+    assert numbers(receiver) == [0, 0, 0, 1]
+
+
+def test_fifo_is_never_sent_in_parallel_by_two_workers(api: Api, clock: ManualClock) -> None:
+    wh = api.create_webhook(events=["*"])
+    set_webhook(api, wh["id"], ordering="fifo")
+    for n in range(5):
+        api.publish("item.created", {"n": n})
+    with api.context.db.write() as conn:
+        first = queue.claim(conn, "a", clock.now(), 30, 10)
+    with api.context.db.write() as conn:
+        second = queue.claim(conn, "b", clock.now(), 30, 10)
+    assert len(first) == 1 and second == []
+
+
+def test_unordered_webhooks_are_unaffected_by_a_fifo_one(api: Api, clock: ManualClock) -> None:
+    fifo = api.create_webhook(events=["*"])
+    set_webhook(api, fifo["id"], ordering="fifo")
+    api.create_webhook(events=["*"])
+    for n in range(4):
+        api.publish("item.created", {"n": n})
+    with api.context.db.write() as conn:
+        jobs = queue.claim(conn, "a", clock.now(), 30, 100)
+    by_hook = {}
+    for job in jobs:
+        by_hook[job.webhook["id"]] = by_hook.get(job.webhook["id"], 0) + 1
+    assert by_hook[fifo["id"]] == 1 and sum(by_hook.values()) == 5
+
+
+def test_rate_limit_is_shared_by_all_workers(api: Api, clock: ManualClock) -> None:
+    wh = api.create_webhook(events=["*"])
+    set_webhook(api, wh["id"], rate_limit=5.0)
+    for n in range(40):
+        api.publish("item.created", {"n": n})
+    slots: list[float] = []
+    for name in ("a", "b", "c"):
+        with api.context.db.write() as conn:
+            slots += [j.not_before for j in queue.claim(conn, name, clock.now(), 30, 100)]
+    # Within the next second at 5/s: 6 slots (t, t+0.2 … t+1.0), whichever worker asked.
+    assert len(slots) == 6
+    assert sorted(slots) == pytest.approx([clock.now() + i * 0.2 for i in range(6)])
+    clock.advance(1.2)
+    with api.context.db.write() as conn:
+        later = queue.claim(conn, "a", clock.now(), 30, 100)
+    assert 1 <= len(later) <= 6
+    assert min(j.not_before for j in later) >= clock.now() - 1e-6
+
+
+def test_rate_limited_delivery_rate_is_measured(api: Api, receiver: Receiver) -> None:
+    api.context.clock = SystemClock()
+    wh = api.create_webhook(url=receiver.url("/ok"), events=["*"])
+    set_webhook(api, wh["id"], rate_limit=20.0)
+    for n in range(30):
+        api.publish("item.created", {"n": n})
+    workers = [worker(api, SystemClock(), name) for name in ("a", "b")]
+    stop = threading.Event()
+
+    def run(w: Worker) -> None:
+        async def loop() -> None:
+            while not stop.is_set():
+                if not await w.run_once():
+                    await asyncio.sleep(0.02)
+
+        asyncio.run(loop())
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    arrived = receiver.wait_for(30, timeout=10)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert len(arrived) == 30
+    span = arrived[-1].at - arrived[0].at
+    rate = 29 / span
+    print(f"rate-limited 20/s across 2 workers: measured {rate:.1f}/s")
+    assert 14 <= rate <= 22
+
+
+def test_one_webhook_cannot_take_every_slot_of_a_worker(api: Api, clock: ManualClock) -> None:
+    slow = api.create_webhook(events=["item.created"])
+    other = api.create_webhook(events=["item.deleted"])
+    for n in range(20):
+        api.publish("item.created", {"n": n})
+    for n in range(5):
+        api.publish("item.deleted", {"n": n})
+    with api.context.db.write() as conn:
+        jobs = queue.claim(conn, "w", clock.now(), 30, 10, busy={slow["id"]: 2}, per_webhook=5)
+    hooks = [j.webhook["id"] for j in jobs]
+    # The 20 oldest due are the slow webhook's; it gets 3 more (to its cap of 5), the other all 5.
+    assert hooks.count(slow["id"]) == 3 and hooks.count(other["id"]) == 5
+    with api.context.db.write() as conn:
+        none_for_slow = queue.claim(
+            conn, "w", clock.now(), 30, 10, busy={slow["id"]: 4}, per_webhook=4
+        )
+    assert [j.webhook["id"] for j in none_for_slow] == []  # only the saturated webhook is left
+
+
+def test_a_hanging_receiver_does_not_hold_up_the_others(api: Api, receiver: Receiver) -> None:
+    api.context.clock = SystemClock()
+    api.create_webhook(url=receiver.url("/hang"), events=["item.created"])
+    api.create_webhook(url=receiver.url("/ok"), events=["item.deleted"])
+    for n in range(40):
+        api.publish("item.created", {"n": n})
+    for n in range(40):
+        api.publish("item.deleted", {"n": n})
+    w = worker(api, SystemClock(), worker_concurrency=8, timeout_s=3.0)
+    stop = asyncio.Event()
+
+    async def main() -> float:
+        task = asyncio.create_task(w.run(stop))
+        started = time.monotonic()
+        while (
+            len([r for r in receiver.requests if r.path == "/ok"]) < 40
+            and time.monotonic() - started < 20
+        ):
+            await asyncio.sleep(0.05)
+        elapsed = time.monotonic() - started
+        stop.set()
+        await task
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    assert len(numbers(receiver, "/ok")) == 40
+    assert elapsed < 2.0, f"healthy deliveries waited {elapsed:.1f}s behind a hanging receiver"
+
+
+def test_per_webhook_timeout(api: Api, receiver: Receiver, clock: ManualClock) -> None:
+    wh = api.create_webhook(url=receiver.url("/hang"), events=["*"])
+    set_webhook(api, wh["id"], timeout_s=0.3)
+    api.publish("item.created")
+    started = time.monotonic()
+    asyncio.run(worker(api, clock, timeout_s=5.0).run_once())
+    assert time.monotonic() - started < 2
+    detail = api.call("GET", f"/v1/applications/{api.app_id}/deliveries", api.admin).json()["data"][
+        0
+    ]
+    assert detail["last_error"] == "timed out after 0.3 s"
