@@ -18,7 +18,7 @@ from tidings.clock import ManualClock, SystemClock
 from tidings.config import Settings
 from tidings.delivery.worker import Worker
 from tidings.store import queue
-from tidings.store.tables import deliveries, webhooks
+from tidings.store.tables import webhooks
 
 
 @pytest.fixture
@@ -187,6 +187,12 @@ def test_one_webhook_cannot_take_every_slot_of_a_worker(api: Api, clock: ManualC
     assert [j.webhook["id"] for j in none_for_slow] == []  # only the saturated webhook is left
 
 
+def wait_for_path(receiver: Receiver, path: str, count: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while len(numbers(receiver, path)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_a_hanging_receiver_does_not_hold_up_the_others(api: Api, receiver: Receiver) -> None:
     api.context.clock = SystemClock()
     api.create_webhook(url=receiver.url("/hang"), events=["item.created"])
@@ -201,11 +207,7 @@ def test_a_hanging_receiver_does_not_hold_up_the_others(api: Api, receiver: Rece
     async def main() -> float:
         task = asyncio.create_task(w.run(stop))
         started = time.monotonic()
-        while (
-            len([r for r in receiver.requests if r.path == "/ok"]) < 40
-            and time.monotonic() - started < 20
-        ):
-            await asyncio.sleep(0.05)
+        await asyncio.to_thread(wait_for_path, receiver, "/ok", 40, 20.0)
         elapsed = time.monotonic() - started
         stop.set()
         await task
