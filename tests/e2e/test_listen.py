@@ -84,3 +84,22 @@ def test_listen_refuses_a_malformed_secret(workspace: Workspace) -> None:
     result = workspace.run("listen", "--secret", "nope")
     assert result.returncode != 0
     assert "whsec_" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_listen_forwards_to_a_local_handler_and_answers_with_its_status(listen) -> None:
+    from tests.support.receiver import Receiver
+
+    handler = Receiver().start()
+    try:
+        secret = generate_secret()
+        base, proc = listen("--secret", secret, "--forward", handler.url("/fail"))
+        response = httpx.post(base + "/hook", content=BODY, headers=signed(secret), timeout=5)
+        assert response.status_code == 500  # what the local handler answered
+        (forwarded,) = handler.wait_for(1)
+        assert forwarded.body == BODY
+        assert forwarded.headers["webhook-id"] == "dlv_test"  # signatures pass through intact
+        proc.terminate()
+        out, _err = proc.communicate(timeout=10)
+        assert f"forwarded   {handler.url('/fail')} → 500" in out
+    finally:
+        handler.stop()
