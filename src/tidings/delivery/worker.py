@@ -16,6 +16,7 @@ import os
 import random
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 from tidings import __version__, metrics
 from tidings.clock import Clock
@@ -75,6 +76,7 @@ class Worker:
         self.lease_s = max(settings.timeout_s, MAX_WEBHOOK_TIMEOUT_S) + LEASE_MARGIN_S
         self.per_webhook = settings.webhook_concurrency or max(1, settings.worker_concurrency // 2)
         self._busy: dict[str, int] = {}
+        self._secret_cache: dict[tuple[str, str, str | None], list[str]] = {}
         self.stats = Stats()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -198,7 +200,7 @@ class Worker:
             delivery_id=job.delivery_id,
             timestamp=int(now),
             body=body,
-            secrets=live_secrets(webhook, self.box, now),
+            secrets=self._secrets(webhook, now),
             signature_header=self.settings.signature_header,
             user_agent=self._user_agent,
             custom=webhook["headers"],
@@ -206,6 +208,23 @@ class Worker:
         response = await sender.post(webhook["url"], body, headers, webhook.get("timeout_s"))
         self._outcomes.append(self._decide(job, webhook["id"], now, headers, response))
         self._outcomes_ready.set()
+
+    def _secrets(self, webhook: dict[str, Any], now: float) -> list[str]:
+        """The webhook's live secrets, decrypted once per version rather than per delivery."""
+        expires = webhook["previous_secret_expires_at"]
+        live_previous = bool(webhook["previous_secret"]) and expires is not None and now < expires
+        key = (
+            webhook["id"],
+            webhook["secret"],
+            webhook["previous_secret"] if live_previous else None,
+        )
+        secrets = self._secret_cache.get(key)
+        if secrets is None:
+            if len(self._secret_cache) > 10_000:
+                self._secret_cache.clear()
+            secrets = live_secrets(webhook, self.box, now)
+            self._secret_cache[key] = secrets
+        return secrets
 
     def _decide(
         self,
