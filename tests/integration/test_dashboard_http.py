@@ -218,3 +218,85 @@ def test_chart_and_success_rate_from_recorded_attempts(api: Api, users: None, cl
     assert "Last 24 hours: 2 succeeded and 2 failed attempts" in page
     assert '<svg class="chart"' in page
     assert re.search(r"\d\d:00 UTC: [0-4] succeeded, [0-4] failed, median \d+ ms", page)
+
+
+def test_delivery_settings_through_the_form(api: Api, users: None) -> None:
+    csrf = sign_in(api, ADMIN)
+    r = api.client.post(
+        "/webhooks/new",
+        data={
+            "csrf_token": csrf,
+            "url": "https://h.example.com/in",
+            "events": ["item.created"],
+            "rate_limit": "2.5",
+            "ordering": "fifo",
+            "headers": "X-Team: payments\nX-Env: prod",
+        },
+    )
+    assert r.status_code == 201, r.text
+    (hook,) = api.call("GET", api.webhooks(), api.admin).json()["data"]
+    assert (hook["rate_limit"], hook["ordering"], hook["headers"]) == (
+        2.5,
+        "fifo",
+        {"X-Team": "payments", "X-Env": "prod"},
+    )
+    page = api.client.get(f"/webhooks/{hook['id']}").text
+    assert "FIFO, one at a time" in page and "at most 2.5 a second" in page
+    assert "X-Team: payments" in page  # shown again in the edit form
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        pytest.param("rate_limit", "fast", "number", id="rate-limit-not-a-number"),
+        pytest.param("rate_limit", "-1", "greater than", id="negative-rate-limit"),
+        pytest.param("headers", "no colon here", "Name: value", id="header-without-colon"),
+        pytest.param(
+            "headers",
+            "Webhook-Signature: x",
+            "cannot be overridden",
+            id="header-overrides-signature",
+        ),
+        pytest.param("ordering", "lifo", "unordered", id="unknown-ordering"),
+    ],
+)
+def test_bad_delivery_settings_are_shown_beside_the_field(
+    api: Api, users: None, field: str, value: str, message: str
+) -> None:
+    csrf = sign_in(api, ADMIN)
+    data = {
+        "csrf_token": csrf,
+        "url": "https://h.example.com/in",
+        "events": ["item.created"],
+        field: value,
+    }
+    r = api.client.post("/webhooks/new", data=data)
+    assert r.status_code == 422
+    assert message in r.text
+    assert api.call("GET", api.webhooks(), api.admin).json()["data"] == []
+
+
+def test_fifo_page_says_what_holds_the_queue_up(api: Api, users: None, clock) -> None:
+    from sqlalchemy import update
+
+    from tidings.store.tables import deliveries
+
+    hook = api.create_webhook(ordering="fifo")
+    for n in range(3):
+        api.publish("item.created", {"n": n})
+    first = sorted(
+        d["id"]
+        for d in api.call("GET", f"/v1/applications/{api.app_id}/deliveries", api.admin).json()[
+            "data"
+        ]
+    )[0]
+    with api.context.db.write() as conn:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == first)
+            .values(attempt_count=2, last_status_code=503, next_attempt_at=clock.now() + 60)
+        )
+    sign_in(api, ADMIN)
+    page = api.client.get(f"/webhooks/{hook['id']}").text
+    assert "In FIFO order, 2 deliveries wait behind" in page
+    assert "failed 2 times (503)" in page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,7 +26,7 @@ from tidings.domain.catalog import WILDCARD, subscription_problem, test_event_co
 from tidings.domain.signing import generate_secret
 from tidings.errors import Conflict, InvalidInput, LimitReached, NotFound
 from tidings.store import deliveries as delivery_store
-from tidings.store import events, stats, webhooks
+from tidings.store import events, queue, stats, webhooks
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -194,26 +195,83 @@ def _normalise(events: list[str]) -> list[str]:
     return [WILDCARD] if WILDCARD in events else events
 
 
+@dataclass
+class WebhookForm:
+    """What the webhook form sent, as typed (to show again), and the fields it means."""
+
+    url: str = ""
+    name: str = ""
+    events: list[str] = field(default_factory=list)
+    rate_limit: str = ""
+    timeout_s: str = ""
+    ordering: str = "unordered"
+    headers_text: str = ""
+
+    @classmethod
+    def of(cls, hook: dict[str, Any]) -> WebhookForm:
+        return cls(
+            url=hook["url"],
+            name=hook["name"] or "",
+            events=hook["events"],
+            rate_limit="" if hook["rate_limit"] is None else f"{hook['rate_limit']:g}",
+            timeout_s="" if hook.get("timeout_s") is None else f"{hook['timeout_s']:g}",
+            ordering=hook["ordering"],
+            headers_text="\n".join(f"{k}: {v}" for k, v in hook["headers"].items()),
+        )
+
+    def fields(self, errors: dict[str, str]) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "url": self.url,
+            "name": self.name or None,
+            "events": self.events,
+            "ordering": self.ordering,
+            "rate_limit": self.rate_limit.strip() or None,
+            "headers": {},
+        }
+        if "timeout_s" in WebhookIn.model_fields:
+            values["timeout_s"] = self.timeout_s.strip() or None
+        for line in self.headers_text.splitlines():
+            if not line.strip():
+                continue
+            key, sep, value = line.partition(":")
+            if not sep or not key.strip():
+                errors["headers"] = f"write each header as 'Name: value' (not {line.strip()!r})"
+                break
+            values["headers"][key.strip()] = value.strip()
+        return values
+
+
 def _form_problems(
-    ctx: Context, catalog: dict[str, str], *, url: str, name: str, events: list[str]
-) -> dict[str, str]:
-    """Every problem with the form at once, by field, so each shows beside its input."""
+    ctx: Context, catalog: dict[str, str], form: WebhookForm
+) -> tuple[WebhookIn | None, dict[str, str]]:
+    """The webhook the form describes, or every problem with it at once, by field."""
     errors: dict[str, str] = {}
+    values = form.fields(errors)
+    body: WebhookIn | None = None
     try:
-        WebhookIn(url=url, name=name or None, events=events)
+        body = WebhookIn(**values)
     except ValidationError as exc:
         for e in exc.errors():
-            field = str(e["loc"][0]) if e["loc"] else "form"
-            errors.setdefault(field, str(e["msg"]).removeprefix("Value error, "))
-    if "url" not in errors:
+            where = str(e["loc"][0]) if e["loc"] else "form"
+            errors.setdefault(where, str(e["msg"]).removeprefix("Value error, "))
+    if body is not None and not errors:
         try:
-            rules.check_callback_url(url.strip(), ctx)
+            rules.checked_fields(body, ctx)
+        except InvalidInput as exc:
+            errors[exc.field or "form"] = exc.detail.split(": ", 1)[-1]
+    elif "url" not in errors:
+        try:
+            rules.check_callback_url(form.url.strip(), ctx)
         except InvalidInput as exc:
             errors["url"] = exc.detail.split(": ", 1)[-1]
-    problem = "Pick at least one event." if not events else subscription_problem(events, catalog)
-    if problem is not None:
-        errors["events"] = problem
-    return errors
+    events_problem = (
+        "Pick at least one event."
+        if not form.events
+        else subscription_problem(form.events, catalog)
+    )
+    if events_problem is not None:
+        errors["events"] = events_problem
+    return (None if errors else body), errors
 
 
 @router.get("/webhooks/new")
@@ -224,9 +282,12 @@ def new_webhook_form(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse
         "webhook_new.html",
         user=user,
         catalog=_catalog(ctx),
-        form={"events": []},
+        form=WebhookForm(),
         errors={},
     )
+
+
+FormFields = Annotated[list[str], Form(alias="events")]
 
 
 @router.post("/webhooks/new")
@@ -237,19 +298,20 @@ def create_webhook(
     csrf_token: CsrfToken = "",
     url: FormText = "",
     name: FormText = "",
-    events_: Annotated[list[str], Form(alias="events")] = [],  # noqa: B006 - FastAPI form default
+    events_: FormFields = [],  # noqa: B006 - FastAPI form default
+    rate_limit: FormText = "",
+    timeout_s: FormText = "",
+    ordering: FormText = "unordered",
+    headers: FormText = "",
 ) -> HTMLResponse:
     auth.check_csrf(user, csrf_token)
     auth.require_admin(user, "create webhooks")
-    events_ = _normalise(events_)
-    form = {"url": url, "name": name, "events": events_}
+    form = WebhookForm(url, name, _normalise(events_), rate_limit, timeout_s, ordering, headers)
     catalog = _catalog(ctx)
-    errors = _form_problems(ctx, catalog, url=url, name=name, events=events_)
-    if not errors:
+    body, errors = _form_problems(ctx, catalog, form)
+    if body is not None:
         try:
-            row, secret = rules.create(
-                ctx, user.application_id, WebhookIn(url=url, name=name or None, events=events_)
-            )
+            row, secret = rules.create(ctx, user.application_id, body)
         except (InvalidInput, LimitReached) as exc:
             errors = {getattr(exc, "field", None) or "form": exc.detail.split(": ", 1)[-1]}
     if errors:
@@ -289,6 +351,7 @@ def webhook_page(
         ).rows
         hours = charts.hourly(stats.recent_attempts(conn, webhook_id, now), now)
         catalog = events.known_event_types(conn)
+        blocked = queue.fifo_block(conn, webhook_id) if hook["ordering"] == "fifo" else None
     return page(
         request,
         "webhook.html",
@@ -300,8 +363,9 @@ def webhook_page(
         chart=charts.svg(hours),
         catalog=catalog,
         errors={},
-        form={"url": hook["url"], "name": hook["name"] or "", "events": hook["events"]},
+        form=WebhookForm.of(hook),
         notice=NOTICES.get(notice or ""),
+        blocked=blocked,
     )
 
 
@@ -314,21 +378,21 @@ def edit_webhook(
     csrf_token: CsrfToken = "",
     url: FormText = "",
     name: FormText = "",
-    events_: Annotated[list[str], Form(alias="events")] = [],  # noqa: B006
+    events_: FormFields = [],  # noqa: B006
+    rate_limit: FormText = "",
+    timeout_s: FormText = "",
+    ordering: FormText = "unordered",
+    headers: FormText = "",
 ) -> Response:
     auth.check_csrf(user, csrf_token)
     auth.require_admin(user, "change webhooks")
-    events_ = _normalise(events_)
+    form = WebhookForm(url, name, _normalise(events_), rate_limit, timeout_s, ordering, headers)
     hook = _load(ctx, user, webhook_id)
-    errors = _form_problems(ctx, _catalog(ctx), url=url, name=name, events=events_)
-    if not errors:
+    body, errors = _form_problems(ctx, _catalog(ctx), form)
+    if body is not None:
         try:
-            rules.update(
-                ctx,
-                user.application_id,
-                webhook_id,
-                WebhookPatch(url=url, name=name or None, events=events_),
-            )
+            changes = WebhookPatch(**body.model_dump(exclude={"enabled"}))
+            rules.update(ctx, user.application_id, webhook_id, changes)
         except InvalidInput as exc:
             errors = {exc.field or "form": exc.detail.split(": ", 1)[-1]}
     if not errors:
@@ -358,8 +422,9 @@ def edit_webhook(
         chart=charts.svg(hours),
         catalog=catalog,
         errors=errors,
-        form={"url": url, "name": name, "events": events_},
+        form=form,
         notice=None,
+        blocked=None,
     )
 
 

@@ -426,3 +426,27 @@ def next_due_at(conn: Connection) -> float | None:
     )
     value = conn.execute(query).scalar()
     return None if value is None else float(value)
+
+
+def fifo_block(conn: Connection, webhook_id: str) -> dict[str, Any] | None:
+    """For a FIFO webhook: its head when that head failed and waits for a retry, with how
+    many deliveries wait behind it; None when nothing is held up."""
+    head_id = conn.execute(
+        select(func.min(deliveries.c.id)).where(
+            deliveries.c.webhook_id == webhook_id,
+            deliveries.c.status.in_(("pending", "delivering")),
+        )
+    ).scalar()
+    if head_id is None:
+        return None
+    head = conn.execute(select(deliveries).where(deliveries.c.id == head_id)).mappings().one()
+    if head["status"] != "pending" or head["attempt_count"] == 0:
+        return None
+    waiting = conn.execute(
+        select(func.count()).where(
+            deliveries.c.webhook_id == webhook_id,
+            deliveries.c.status == "pending",
+            deliveries.c.id > head_id,
+        )
+    ).scalar_one()
+    return {"head": dict(head), "waiting": int(waiting)}
