@@ -27,6 +27,8 @@ users_cli = typer.Typer(help="Manage an application's dashboard users.", no_args
 app.add_typer(apps_cli, name="apps")
 app.add_typer(keys_cli, name="keys")
 app.add_typer(users_cli, name="users")
+webhooks_cli = typer.Typer(help="Manage an application's webhooks.", no_args_is_help=True)
+app.add_typer(webhooks_cli, name="webhooks")
 
 OPERATOR_TOKEN_PREFIX = "tdo_"
 
@@ -225,7 +227,12 @@ def worker(
         await the_worker.run(stop)
 
     say(f"Tidings {__version__} worker {the_worker.worker_id}, database {settings.database_url}")
-    asyncio.run(run())
+    try:
+        import uvloop  # installed with uvicorn[standard]: a faster event loop
+    except ImportError:
+        asyncio.run(run())
+    else:
+        uvloop.run(run())
     db.dispose()
 
 
@@ -379,6 +386,166 @@ def users_create(
         typer.echo(row["id"])
         return
     typer.echo(f"Created {body.role} {body.email} ({row['id']}) for {app_id}.")
+
+
+def _parse_headers(values: list[str] | None) -> dict[str, str] | None:
+    if values is None:
+        return None
+    headers = {}
+    for value in values:
+        name, sep, text = value.partition(":")
+        if not sep or not name.strip():
+            fail(f"--header {value!r}: write it as 'Name: value'")
+        headers[name.strip()] = text.strip()
+    return headers
+
+
+def _webhook_line(row: dict[str, Any]) -> str:
+    state = "enabled" if row["enabled"] else f"DISABLED ({row['disabled_reason']})"
+    extras = [f"{k}={row[k]}" for k in ("rate_limit", "timeout_s") if row.get(k)]
+    if row["ordering"] == "fifo":
+        extras.append("fifo")
+    return (
+        f"{row['id']}  {row['name'] or '-'}  {row['url']}  [{', '.join(row['events'])}]"
+        f"  {state}{'  ' + ' '.join(extras) if extras else ''}"
+    )
+
+
+Events = Annotated[
+    list[str] | None, typer.Option("--event", help="An event type; repeat it (or '*' for all)")
+]
+WebhookName = Annotated[str | None, typer.Option("--name")]
+RateLimit = Annotated[
+    float | None, typer.Option("--rate-limit", help="Deliveries per second at most")
+]
+Headers = Annotated[
+    list[str] | None, typer.Option("--header", help="A custom header 'Name: value'; repeat it")
+]
+WebhookTimeout = Annotated[
+    float | None, typer.Option("--timeout-s", help="Seconds per attempt for this webhook (1-30)")
+]
+Ordering = Annotated[str | None, typer.Option("--ordering", help="unordered or fifo")]
+
+
+def _webhook_context(settings: Settings) -> Any:
+    from tidings.api.app import build_context
+
+    return build_context(settings, _open(settings))
+
+
+@webhooks_cli.command("create")
+def webhooks_create(
+    app_id: Annotated[str, typer.Argument(metavar="APP")],
+    url: Annotated[str, typer.Argument(metavar="URL")],
+    event: Events = None,
+    name: WebhookName = None,
+    rate_limit: RateLimit = None,
+    header: Headers = None,
+    timeout_s: WebhookTimeout = None,
+    ordering: Ordering = None,
+    database_url: DatabaseUrl = None,
+    encryption_key: EncryptionKey = None,
+    allow_private_targets: AllowPrivate = None,
+    quiet: Quiet = False,
+) -> None:
+    """Create a webhook; its secret is printed once."""
+    from tidings.api import webhook_rules
+    from tidings.api.schemas import WebhookIn
+    from tidings.store import accounts
+
+    fields: dict[str, Any] = {"url": url, "events": event or []}
+    optional = {
+        "name": name,
+        "rate_limit": rate_limit,
+        "headers": _parse_headers(header),
+        "timeout_s": timeout_s,
+        "ordering": ordering,
+    }
+    fields.update({k: v for k, v in optional.items() if v is not None})
+    body = _validated(WebhookIn, **fields)
+    settings = load_settings(
+        database_url=database_url,
+        encryption_key=encryption_key,
+        allow_private_targets=allow_private_targets,
+    )
+    context = _webhook_context(settings)
+    try:
+        with context.db.read() as conn:
+            accounts.get_application(conn, app_id)
+        row, secret = webhook_rules.create(context, app_id, body)
+    except TidingsError as exc:
+        fail(exc.detail)
+    finally:
+        context.db.dispose()
+    if quiet:
+        typer.echo(secret)
+        return
+    typer.echo(f"Created webhook {row['id']}. Its secret is shown this once:")
+    typer.echo(f"    {secret}")
+
+
+@webhooks_cli.command("list")
+def webhooks_list(
+    app_id: Annotated[str, typer.Argument(metavar="APP")], database_url: DatabaseUrl = None
+) -> None:
+    """List an application's webhooks."""
+    from tidings.store import accounts, webhooks
+
+    def rows(conn: Any) -> list[dict[str, Any]]:
+        accounts.get_application(conn, app_id)
+        return webhooks.list_webhooks(conn, app_id, 100, None).rows
+
+    found = _run(load_settings(database_url=database_url), rows)
+    if not found:
+        typer.echo(f"No webhooks yet. Add one: tidings webhooks create {app_id} URL --event '*'")
+    for row in found:
+        typer.echo(_webhook_line(row))
+
+
+@webhooks_cli.command("update")
+def webhooks_update(
+    app_id: Annotated[str, typer.Argument(metavar="APP")],
+    webhook_id: Annotated[str, typer.Argument(metavar="WEBHOOK")],
+    url: Annotated[str | None, typer.Option("--url")] = None,
+    event: Events = None,
+    name: WebhookName = None,
+    rate_limit: RateLimit = None,
+    header: Headers = None,
+    timeout_s: WebhookTimeout = None,
+    ordering: Ordering = None,
+    enable: Annotated[bool | None, typer.Option("--enable/--disable", show_default=False)] = None,
+    database_url: DatabaseUrl = None,
+    encryption_key: EncryptionKey = None,
+    allow_private_targets: AllowPrivate = None,
+) -> None:
+    """Change a webhook: only the options given change."""
+    from tidings.api import webhook_rules
+    from tidings.api.schemas import WebhookPatch
+
+    given = {
+        "url": url,
+        "events": event,
+        "name": name,
+        "rate_limit": rate_limit,
+        "headers": _parse_headers(header),
+        "timeout_s": timeout_s,
+        "ordering": ordering,
+        "enabled": enable,
+    }
+    body = _validated(WebhookPatch, **{k: v for k, v in given.items() if v is not None})
+    settings = load_settings(
+        database_url=database_url,
+        encryption_key=encryption_key,
+        allow_private_targets=allow_private_targets,
+    )
+    context = _webhook_context(settings)
+    try:
+        row = webhook_rules.update(context, app_id, webhook_id, body)
+    except TidingsError as exc:
+        fail(exc.detail)
+    finally:
+        context.db.dispose()
+    typer.echo(_webhook_line(row))
 
 
 @app.command()

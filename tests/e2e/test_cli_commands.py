@@ -226,3 +226,35 @@ def test_rotate_key_reencrypts_secrets_under_the_new_key(workspace) -> None:
         stored = webhooks.get_webhook(conn, app_id, row["id"])
     db.dispose()
     assert SecretBox(new).decrypt(stored["secret"]) == "whsec_" + "A" * 43 + "="
+
+
+def test_webhooks_create_list_update(workspace) -> None:
+    app_id = workspace.ok("apps", "create", "Shop", "-q").stdout.strip()
+    created = workspace.ok(
+        "webhooks",
+        "create",
+        app_id,
+        "https://hooks.example.com/in",
+        "--event",
+        "item.created",
+        "--name",
+        "Orders",
+        "--rate-limit",
+        "5",
+        "--header",
+        "X-Team: pay",
+    )
+    assert "whsec_" in created.stdout
+    listed = workspace.ok("webhooks", "list", app_id).stdout
+    assert "Orders" in listed and "rate_limit=5.0" in listed and "enabled" in listed
+    webhook_id = listed.split()[0]
+    updated = workspace.ok(
+        "webhooks", "update", app_id, webhook_id, "--disable", "--ordering", "fifo"
+    ).stdout
+    assert "DISABLED" in updated and "fifo" in updated
+    refused = workspace.run("webhooks", "create", app_id, "http://127.0.0.1/x", "--event", "*")
+    assert_readable_failure(refused, "loopback")
+    bad_header = workspace.run(
+        "webhooks", "create", app_id, "https://h.example.com", "--event", "*", "--header", "nocolon"
+    )
+    assert_readable_failure(bad_header, "Name: value")
