@@ -53,7 +53,8 @@ def pg_template() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("TIDINGS_TEST_POSTGRES_URL is not set under CI: PostgreSQL tests must run")
         pytest.skip("TIDINGS_TEST_POSTGRES_URL is not set: PostgreSQL tests need a server")
-    admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
+    # pre_ping: a test restarts the PostgreSQL server, which ends pooled connections.
+    admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{TEMPLATE_DB}"'))

@@ -75,6 +75,8 @@ def test_plain_http_refused_when_https_required_and_https_accepted(api: Api) -> 
         pytest.param({"headers": {"X-Long": "v" * 1001}}, id="header-value-over-1000"),
         pytest.param({"name": "n" * 201}, id="name-over-200"),
         pytest.param({"url": "https://h.example.com/" + "p" * 2040}, id="url-over-2048"),
+        pytest.param({"timeout_s": 0.5}, id="timeout-under-1s"),
+        pytest.param({"timeout_s": 31}, id="timeout-over-30s"),
     ],
 )
 def test_bounds_on_webhook_fields(api: Api, body: dict) -> None:
@@ -121,3 +123,17 @@ def test_session_cookie_is_secure_over_https(api: Api) -> None:
         )
         assert r.status_code == 303
         assert "Secure" in r.headers["set-cookie"] and "HttpOnly" in r.headers["set-cookie"]
+
+
+def test_per_webhook_timeout_is_accepted_within_bounds(api: Api) -> None:
+    hook = api.create_webhook(timeout_s=5)
+    assert hook["timeout_s"] == 5.0
+    path = f"{api.webhooks()}/{hook['id']}"
+    assert api.call("PATCH", path, api.admin, json={"timeout_s": None}).json()["timeout_s"] is None
+
+
+def test_openapi_says_the_api_takes_a_bearer_token(api: Api) -> None:
+    spec = api.client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert spec["paths"]["/v1/applications"]["post"]["security"] == [{"bearer": []}]
+    assert "security" not in spec["paths"]["/healthz"]["get"]

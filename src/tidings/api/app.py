@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from tidings import __version__, dashboard
 from tidings.api import problems
@@ -37,6 +39,27 @@ def build_context(
     with db.read() as conn:
         token_hash = accounts.stored_operator_token_hash(conn)
     return Context(settings, db, box, clock or SystemClock(), token_hash)
+
+
+def _openapi_with_bearer(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, saying that every /v1 operation takes a bearer token."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The operator token, or an application API key (tdk_…).",
+            }
+        }
+        for path, operations in schema["paths"].items():
+            if path.startswith("/v1/"):
+                for operation in operations.values():
+                    operation["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def create_app(context: Context, worker: Worker | None = None) -> FastAPI:
@@ -70,6 +93,7 @@ def create_app(context: Context, worker: Worker | None = None) -> FastAPI:
     for module in (applications, event_types, webhooks, events, deliveries, health):
         app.include_router(module.router)
     dashboard.install(app)
+    app.openapi = lambda: _openapi_with_bearer(app)  # type: ignore[method-assign]
     app.add_middleware(JsonBodies)
     app.add_middleware(BodySizeLimit, max_bytes=context.settings.max_body_bytes)
     return app

@@ -10,9 +10,20 @@ from tidings.domain.ids import is_id
 from tidings.errors import InvalidInput
 
 Limit = Annotated[int, Query(ge=1, le=250, description="Page size, 1 to 250.")]
-Cursor = Annotated[
-    str | None, Query(max_length=64, description="next_cursor from the previous page.")
-]
+
+
+def _cursor_query(prefix: str) -> object:
+    # The pattern is documented only: `check_cursor` enforces it with a clearer message.
+    return Query(
+        max_length=64,
+        description="next_cursor from the previous page.",
+        json_schema_extra={"pattern": f"^{prefix}_[0-9A-HJKMNP-TV-Z]{{26}}$"},
+    )
+
+
+AppCursor = Annotated[str | None, _cursor_query("app")]
+WebhookCursor = Annotated[str | None, _cursor_query("wh")]
+DeliveryCursor = Annotated[str | None, _cursor_query("dlv")]
 
 
 def check_cursor(cursor: str | None, prefix: str) -> None:

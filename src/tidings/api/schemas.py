@@ -2,16 +2,54 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 Role = Literal["admin", "member"]
 Ordering = Literal["unordered", "fifo"]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
+DeliveryStatus = Literal["pending", "delivering", "succeeded", "failed"]
+
+
+def _no_nul(value: str) -> str:
+    # SQLite would store it, PostgreSQL refuses it: refused on both, for the same answers.
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL (\\u0000) character")
+    return value
+
+
+def _strip(value: str) -> str:
+    return _no_nul(value).strip()
+
+
+def _strip_not_blank(value: str) -> str:
+    value = _strip(value)
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+# Lengths count the characters sent, as the OpenAPI document says; surrounding whitespace is
+# dropped afterwards. (Stripping first would accept 201 characters where 200 are documented.)
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_strip_not_blank)
+]
+OptionalName = Annotated[str, StringConstraints(max_length=200), AfterValidator(_strip)]
+Url = Annotated[
+    str, StringConstraints(min_length=1, max_length=2048), AfterValidator(_strip_not_blank)
+]
+Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(_strip)]
 EventTypeName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 HeaderValue = Annotated[str, StringConstraints(max_length=1000)]
 
@@ -19,6 +57,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 MAX_EVENTS_PER_WEBHOOK = 100
+MIN_RATE_LIMIT = 0.001
 MAX_CUSTOM_HEADERS = 20
 
 
@@ -59,7 +98,7 @@ class ApiKeyOut(BaseModel):
 
 
 class UserIn(Strict):
-    email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=320)]
+    email: Email
     password: Annotated[str, StringConstraints(min_length=8, max_length=1024)]
     role: Role
 
@@ -80,7 +119,7 @@ class UserOut(BaseModel):
 
 class EventTypeIn(Strict):
     name: EventTypeName
-    description: Annotated[str, StringConstraints(max_length=1000)] = ""
+    description: Annotated[str, StringConstraints(max_length=1000), AfterValidator(_no_nul)] = ""
 
 
 class EventTypeOut(BaseModel):
@@ -105,27 +144,48 @@ def _check_headers(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
+# Documented only: the empty list and repeated types are refused by `subscription_problem`,
+# which says why in words.
+_EVENTS_DOC = {"minItems": 1, "uniqueItems": True}
+Events = Annotated[
+    list[EventTypeName],
+    Field(
+        max_length=MAX_EVENTS_PER_WEBHOOK,
+        description='Event types from the catalog, or ["*"] for all of them.',
+        json_schema_extra=_EVENTS_DOC,
+    ),
+]
+
+
 class WebhookFields(Strict):
     """What a webhook's owner sets; shared by create and update."""
 
     url: Url | None = None
-    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
-    events: Annotated[list[EventTypeName], Field(max_length=MAX_EVENTS_PER_WEBHOOK)] | None = None
+    name: OptionalName | None = None
+    events: Events | None = None
     enabled: bool | None = None
-    rate_limit: Annotated[float, Field(gt=0, le=10_000)] | None = Field(
-        default=None, description="Deliveries per second at most; null for no limit."
+    # A floor: the queue spaces a limited webhook's deliveries 1/rate seconds apart, and a
+    # vanishing rate put them past the year 9999 (which no timestamp can show).
+    rate_limit: Annotated[float, Field(ge=MIN_RATE_LIMIT, le=10_000)] | None = Field(
+        default=None,
+        description="Deliveries per second at most, from 0.001 (one every 1000 s) to 10000; "
+        "null for no limit.",
     )
     headers: dict[str, HeaderValue] | None = Field(
         default=None, description="Custom request headers added to every delivery."
     )
     ordering: Ordering | None = None
+    timeout_s: Annotated[float, Field(ge=1, le=30)] | None = Field(
+        default=None,
+        description="Seconds per attempt for this webhook, 1 to 30; null for the server's default.",
+    )
 
     _headers = field_validator("headers")(_check_headers)
 
 
 class WebhookIn(WebhookFields):
     url: Url
-    events: Annotated[list[EventTypeName], Field(max_length=MAX_EVENTS_PER_WEBHOOK)]
+    events: Events
     enabled: bool = True
     ordering: Ordering = "unordered"
 
@@ -142,6 +202,7 @@ class WebhookOut(BaseModel):
     enabled: bool
     disabled_reason: str | None
     rate_limit: float | None
+    timeout_s: float | None
     headers: dict[str, str]
     ordering: Ordering
     secret: str = Field(description="In full only when created or rotated; masked afterwards.")
@@ -158,15 +219,49 @@ class SecretOut(BaseModel):
     secret: str
 
 
+MAX_CONTENT_DEPTH = 64
+
+
+def _depth_over(value: object, limit: int) -> bool:
+    """Whether JSON `value` nests arrays and objects more than `limit` levels deep."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
 class EventIn(Strict):
     type: EventTypeName
-    content: dict[str, Any] = Field(description="Any JSON object; delivered as it is.")
+    content: dict[str, Any] = Field(
+        description="Any JSON object, delivered as it is: at most "
+        f"{MAX_CONTENT_DEPTH} levels deep, no NaN or Infinity, Unicode text only."
+    )
 
     @field_validator("content", mode="before")
     @classmethod
     def _object(cls, value: object) -> object:
         if not isinstance(value, dict):
             raise ValueError('content must be a JSON object, such as {"item_id": 1}')
+        # What we accept must be deliverable: the worker serialises it as strict UTF-8 JSON,
+        # and the API shows it back in the delivery's payload.
+        if _depth_over(value, MAX_CONTENT_DEPTH):
+            raise ValueError(f"content is nested more than {MAX_CONTENT_DEPTH} levels deep")
+        try:
+            json.dumps(value, allow_nan=False, ensure_ascii=False).encode()
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                "content holds an unpaired surrogate (such as \\ud800), which is not text"
+            ) from exc
+        except ValueError as exc:
+            raise ValueError("content must be strict JSON, without NaN or Infinity") from exc
         return value
 
 
@@ -190,7 +285,7 @@ class DeliveryOut(BaseModel):
     event_id: str
     webhook_id: str
     event_type: str
-    status: Literal["pending", "delivering", "succeeded", "failed"]
+    status: DeliveryStatus
     attempt_count: int
     next_attempt_at: str | None
     last_status_code: int | None
@@ -210,8 +305,15 @@ class DeliveryList(BaseModel):
     next_cursor: str | None
 
 
+# pydantic reads a datetime from ISO 8601 text or from a number (unix seconds): say both.
+Since = Annotated[
+    datetime,
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}),
+]
+
+
 class RecoverIn(Strict):
-    since: datetime = Field(
+    since: Since = Field(
         description="ISO 8601 time (or unix seconds): the failed deliveries created since then "
         "are queued again."
     )

@@ -104,6 +104,20 @@ def verify(
     (the hex signature alone has none). When the hex header is present it must match too.
     Any of `secrets` may have signed (the rotation overlap).
     """
+    try:
+        return _verify(body, headers, secrets, now, tolerance_s, hex_header)
+    except UnicodeEncodeError as exc:  # a str body or header with unpaired surrogates
+        raise InvalidSignature("the body or a header is not valid text") from exc
+
+
+def _verify(
+    body: bytes | str,
+    headers: Mapping[str, str],
+    secrets: Sequence[str],
+    now: float,
+    tolerance_s: int,
+    hex_header: str,
+) -> dict[str, Any]:
     if not secrets:
         raise InvalidSignature("no secrets to verify with")
     raw = _as_bytes(body)
@@ -116,7 +130,7 @@ def verify(
         timestamp = int(stamp)
     except ValueError as exc:
         raise InvalidSignature("webhook-timestamp is not a number") from exc
-    if abs(now - timestamp) > tolerance_s:
+    if abs(int(now) - timestamp) > tolerance_s:  # integers: a huge stamp cannot overflow
         raise InvalidSignature("webhook-timestamp is too far from now")
     expected = standard_signature(msg_id, timestamp, raw, secrets).split(" ")
     given = [p for p in sig.split(" ") if p.startswith("v1,")]

@@ -2,7 +2,8 @@
 
 A request or a worker step owns exactly one transaction: `db.read()` or `db.write()`.
 Driver errors are translated here, so the layers above never import a driver:
-an integrity error becomes `Conflict`, a locked or unreachable database `Unavailable`.
+an integrity error becomes `Conflict`, a value the database cannot hold (PostgreSQL refuses NUL
+characters in text) `InvalidInput`, a locked or unreachable database `Unavailable`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 
-from tidings.errors import Conflict, Unavailable
+from tidings.errors import Conflict, InvalidInput, Unavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -93,6 +94,10 @@ def translate_errors() -> Iterator[None]:
         yield
     except exc.IntegrityError as error:
         raise Conflict("this conflicts with an existing object") from error
+    except exc.DataError as error:
+        if "NUL" in str(error.orig):
+            raise InvalidInput("text in this request contains a NUL (\\u0000) character") from error
+        raise InvalidInput("a value in this request is out of the database's range") from error
     except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
         raise Unavailable(
             "the database is busy or unreachable; try again shortly", retry_after=1

@@ -8,20 +8,25 @@ from fastapi import APIRouter, Query
 
 from tidings.api.auth import Caller, require_app
 from tidings.api.deps import Ctx
-from tidings.api.params import Cursor, Limit, check_cursor
+from tidings.api.params import DeliveryCursor, Limit, check_cursor
+from tidings.api.problems import COMMON_ERRORS, responses
 from tidings.api.schemas import (
     AttemptOut,
     DeliveryDetail,
     DeliveryList,
     DeliveryOut,
+    DeliveryStatus,
     iso,
     iso_or_none,
 )
 from tidings.domain.catalog import envelope
-from tidings.errors import InvalidInput
 from tidings.store import deliveries
 
-router = APIRouter(prefix="/v1/applications/{app_id}/deliveries", tags=["deliveries"])
+router = APIRouter(
+    prefix="/v1/applications/{app_id}/deliveries",
+    tags=["deliveries"],
+    responses=responses(*COMMON_ERRORS),
+)
 
 DELIVERY_FIELDS = (
     "id",
@@ -57,13 +62,13 @@ def attempt_out(row: dict[str, Any]) -> AttemptOut:
 
 
 StatusFilter = Annotated[
-    str | None,
-    Query(max_length=20, description="pending, delivering, succeeded or failed."),
+    DeliveryStatus | None,
+    Query(description="Only the deliveries in this status."),
 ]
 Filter = Annotated[str | None, Query(max_length=100)]
 
 
-@router.get("", response_model=DeliveryList)
+@router.get("", response_model=DeliveryList, responses=responses(404))
 def list_deliveries(
     app_id: str,
     caller: Caller,
@@ -72,11 +77,9 @@ def list_deliveries(
     status: StatusFilter = None,
     event_type: Filter = None,
     limit: Limit = 50,
-    cursor: Cursor = None,
+    cursor: DeliveryCursor = None,
 ) -> DeliveryList:
     require_app(caller, app_id, admin=False)
-    if status is not None and status not in deliveries.STATUSES:
-        raise InvalidInput(f"status must be one of {', '.join(deliveries.STATUSES)}")
     check_cursor(cursor, "dlv")
     with ctx.db.read() as conn:
         page = deliveries.list_deliveries(
@@ -91,7 +94,7 @@ def list_deliveries(
     return DeliveryList(data=[delivery_out(r) for r in page.rows], next_cursor=page.next_cursor)
 
 
-@router.get("/{delivery_id}", response_model=DeliveryDetail)
+@router.get("/{delivery_id}", response_model=DeliveryDetail, responses=responses(404))
 def get_delivery(app_id: str, delivery_id: str, caller: Caller, ctx: Ctx) -> DeliveryDetail:
     require_app(caller, app_id, admin=False)
     with ctx.db.read() as conn:
@@ -105,7 +108,12 @@ def get_delivery(app_id: str, delivery_id: str, caller: Caller, ctx: Ctx) -> Del
     )
 
 
-@router.post("/{delivery_id}/retry", status_code=202, response_model=DeliveryOut)
+@router.post(
+    "/{delivery_id}/retry",
+    status_code=202,
+    response_model=DeliveryOut,
+    responses=responses(403, 404, 409),
+)
 def retry_delivery(app_id: str, delivery_id: str, caller: Caller, ctx: Ctx) -> DeliveryOut:
     require_app(caller, app_id, admin=True, action="retry deliveries")
     with ctx.db.write() as conn:

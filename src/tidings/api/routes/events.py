@@ -8,14 +8,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 
+from tidings import metrics
 from tidings.api.auth import Caller, require_operator
 from tidings.api.deps import Ctx
+from tidings.api.problems import COMMON_ERRORS, responses
 from tidings.api.schemas import EventAccepted, EventIn
 from tidings.domain.catalog import TEST_EVENT
 from tidings.errors import InvalidInput
 from tidings.store import accounts, events
 
-router = APIRouter(prefix="/v1/applications/{app_id}/events", tags=["events"])
+router = APIRouter(
+    prefix="/v1/applications/{app_id}/events", tags=["events"], responses=responses(*COMMON_ERRORS)
+)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -32,7 +36,12 @@ def request_hash(body: EventIn) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@router.post("", status_code=202, response_model=EventAccepted)
+@router.post(
+    "",
+    status_code=202,
+    response_model=EventAccepted,
+    responses=responses(400, 403, 404, 409),
+)
 def publish(
     app_id: str,
     body: EventIn,
@@ -59,8 +68,11 @@ def publish(
             request_hash=request_hash(body),
             now=ctx.clock.now(),
         )
-    if accepted.created and accepted.event["delivery_count"]:
-        ctx.notify()
+    if accepted.created:
+        metrics.EVENTS_PUBLISHED.labels(body.type).inc()
+        metrics.DELIVERIES_CREATED.inc(accepted.event["delivery_count"])
+        if accepted.event["delivery_count"]:
+            ctx.notify()
     if not accepted.created:
         response.headers["Idempotent-Replayed"] = "true"
     event = accepted.event

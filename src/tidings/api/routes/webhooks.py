@@ -10,7 +10,8 @@ from fastapi import APIRouter, Response
 from tidings.api import webhook_rules as rules
 from tidings.api.auth import Caller, require_app
 from tidings.api.deps import Context, Ctx
-from tidings.api.params import Cursor, Limit, check_cursor
+from tidings.api.params import Limit, WebhookCursor, check_cursor
+from tidings.api.problems import COMMON_ERRORS, responses
 from tidings.api.routes.deliveries import delivery_out
 from tidings.api.schemas import (
     DeliveryOut,
@@ -29,7 +30,11 @@ from tidings.errors import Conflict
 from tidings.store import deliveries as delivery_store
 from tidings.store import events, webhooks
 
-router = APIRouter(prefix="/v1/applications/{app_id}/webhooks", tags=["webhooks"])
+router = APIRouter(
+    prefix="/v1/applications/{app_id}/webhooks",
+    tags=["webhooks"],
+    responses=responses(*COMMON_ERRORS),
+)
 
 
 def webhook_out(row: dict[str, Any], ctx: Context, secret: str | None = None) -> WebhookOut:
@@ -41,6 +46,7 @@ def webhook_out(row: dict[str, Any], ctx: Context, secret: str | None = None) ->
         enabled=row["enabled"],
         disabled_reason=row["disabled_reason"],
         rate_limit=row["rate_limit"],
+        timeout_s=row.get("timeout_s"),
         headers=row["headers"],
         ordering=row["ordering"],
         secret=secret or mask_secret(ctx.box.decrypt(row["secret"])),
@@ -49,16 +55,21 @@ def webhook_out(row: dict[str, Any], ctx: Context, secret: str | None = None) ->
     )
 
 
-@router.post("", status_code=201, response_model=WebhookOut)
+@router.post(
+    "",
+    status_code=201,
+    response_model=WebhookOut,
+    responses=responses(400, 403, 404, 409),
+)
 def create_webhook(app_id: str, body: WebhookIn, caller: Caller, ctx: Ctx) -> WebhookOut:
     require_app(caller, app_id, admin=True, action="create webhooks")
     row, secret = rules.create(ctx, app_id, body)
     return webhook_out(row, ctx, secret)
 
 
-@router.get("", response_model=WebhookList)
+@router.get("", response_model=WebhookList, responses=responses(404))
 def list_webhooks(
-    app_id: str, caller: Caller, ctx: Ctx, limit: Limit = 50, cursor: Cursor = None
+    app_id: str, caller: Caller, ctx: Ctx, limit: Limit = 50, cursor: WebhookCursor = None
 ) -> WebhookList:
     require_app(caller, app_id, admin=False)
     check_cursor(cursor, "wh")
@@ -67,14 +78,14 @@ def list_webhooks(
     return WebhookList(data=[webhook_out(r, ctx) for r in page.rows], next_cursor=page.next_cursor)
 
 
-@router.get("/{webhook_id}", response_model=WebhookOut)
+@router.get("/{webhook_id}", response_model=WebhookOut, responses=responses(404))
 def get_webhook(app_id: str, webhook_id: str, caller: Caller, ctx: Ctx) -> WebhookOut:
     require_app(caller, app_id, admin=False)
     with ctx.db.read() as conn:
         return webhook_out(webhooks.get_webhook(conn, app_id, webhook_id), ctx)
 
 
-@router.patch("/{webhook_id}", response_model=WebhookOut)
+@router.patch("/{webhook_id}", response_model=WebhookOut, responses=responses(400, 403, 404, 409))
 def update_webhook(
     app_id: str, webhook_id: str, body: WebhookPatch, caller: Caller, ctx: Ctx
 ) -> WebhookOut:
@@ -82,7 +93,7 @@ def update_webhook(
     return webhook_out(rules.update(ctx, app_id, webhook_id, body), ctx)
 
 
-@router.delete("/{webhook_id}", status_code=204)
+@router.delete("/{webhook_id}", status_code=204, responses=responses(403, 404))
 def delete_webhook(app_id: str, webhook_id: str, caller: Caller, ctx: Ctx) -> Response:
     require_app(caller, app_id, admin=True, action="delete webhooks")
     with ctx.db.write() as conn:
@@ -90,7 +101,7 @@ def delete_webhook(app_id: str, webhook_id: str, caller: Caller, ctx: Ctx) -> Re
     return Response(status_code=204)
 
 
-@router.post("/{webhook_id}/rotate-secret", response_model=SecretOut)
+@router.post("/{webhook_id}/rotate-secret", response_model=SecretOut, responses=responses(403, 404))
 def rotate_secret(app_id: str, webhook_id: str, caller: Caller, ctx: Ctx) -> SecretOut:
     require_app(caller, app_id, admin=True, action="rotate secrets")
     secret = generate_secret()
@@ -99,7 +110,12 @@ def rotate_secret(app_id: str, webhook_id: str, caller: Caller, ctx: Ctx) -> Sec
     return SecretOut(secret=secret)
 
 
-@router.post("/{webhook_id}/test", status_code=202, response_model=DeliveryOut)
+@router.post(
+    "/{webhook_id}/test",
+    status_code=202,
+    response_model=DeliveryOut,
+    responses=responses(403, 404, 409),
+)
 def send_test(app_id: str, webhook_id: str, caller: Caller, ctx: Ctx) -> DeliveryOut:
     require_app(caller, app_id, admin=True, action="send test events")
     with ctx.db.write() as conn:
@@ -112,7 +128,12 @@ def send_test(app_id: str, webhook_id: str, caller: Caller, ctx: Ctx) -> Deliver
     return delivery_out(row)
 
 
-@router.post("/{webhook_id}/recover", status_code=202, response_model=Recovered)
+@router.post(
+    "/{webhook_id}/recover",
+    status_code=202,
+    response_model=Recovered,
+    responses=responses(400, 403, 404, 409),
+)
 def recover(app_id: str, webhook_id: str, body: RecoverIn, caller: Caller, ctx: Ctx) -> Recovered:
     require_app(caller, app_id, admin=True, action="recover deliveries")
     with ctx.db.write() as conn:

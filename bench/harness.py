@@ -1,0 +1,410 @@
+"""The benchmark's plumbing: processes that stop themselves, the receiver, the publishers.
+
+Every process started here is a child that gets SIGTERM when the runner dies (Linux
+`PR_SET_PDEATHSIG`), is recorded in `PROCESSES`, and is stopped by `stop_all()` (SIGTERM, a
+bounded wait, then SIGKILL). Everything listens on and talks to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+BENCH_DIR = Path(__file__).resolve().parent
+LOCAL = "127.0.0.1"
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCAL, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Proc:
+    """One child process with its output in a log file."""
+
+    def __init__(
+        self, name: str, args: Sequence[str], env: dict[str, str], log_dir: Path, cwd: Path
+    ) -> None:
+        self.name = name
+        self.base = ""  # http://127.0.0.1:<port> for the processes that serve HTTP
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(  # noqa: S603 - our own commands
+            list(args),
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        PROCESSES.append(self)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def tail(self, lines: int = 25) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
+    def status_kb(self, field: str = "VmRSS") -> int | None:
+        """A `/proc/<pid>/status` field in kB (VmRSS, VmHWM, ...)."""
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        except (OSError, ValueError):
+            return None
+        return None
+
+    def exited(self) -> str:
+        return f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}"
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=timeout_s)
+        self._log.close()
+        return self.popen.returncode
+
+    async def wait_for_output(self, needle: str, timeout_s: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while needle not in self.output():
+            if not self.alive():
+                raise RuntimeError(self.exited())
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} never printed {needle!r}:\n{self.tail()}")
+            await asyncio.sleep(0.05)
+
+    async def wait_http(self, url: str, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Poll `url` until it answers 200."""
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while True:
+                if not self.alive():
+                    raise RuntimeError(self.exited())
+                try:
+                    async with session.get(url) as response:
+                        if response.status == 200:
+                            return
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name}: no 200 from {url}:\n{self.tail()}")
+                await asyncio.sleep(0.05)
+
+
+PROCESSES: list[Proc] = []
+
+
+def stop_all() -> None:
+    while PROCESSES:
+        proc = PROCESSES.pop()
+        try:
+            proc.stop()
+        except Exception as exc:  # keep stopping the others
+            print(f"could not stop {proc.name} ({proc.pid}): {exc}", file=sys.stderr)
+
+
+def stop_all_but(keep: Proc) -> None:
+    """Stop what a case left running (after an error), keeping the shared receiver."""
+    for proc in [p for p in PROCESSES if p is not keep]:
+        proc.stop()
+        forget(proc)
+
+
+def forget(proc: Proc) -> None:
+    if proc in PROCESSES:
+        PROCESSES.remove(proc)
+
+
+# -- Tidings processes -------------------------------------------------------------------
+
+
+def tidings_env(
+    db_url: str, token: str, key: str, port: int | None, **extra: str
+) -> dict[str, str]:
+    """The parent's environment minus any TIDINGS_*, plus what a benchmark process gets."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    env.update(
+        {
+            "TIDINGS_DATABASE_URL": db_url,
+            "TIDINGS_OPERATOR_TOKEN": token,
+            "TIDINGS_ENCRYPTION_KEY": key,
+            "TIDINGS_ALLOW_PRIVATE_TARGETS": "1",
+            "NO_COLOR": "1",
+        }
+    )
+    if port is not None:
+        env["TIDINGS_PORT"] = str(port)
+    env.update(extra)
+    return env
+
+
+def start_tidings(name: str, command: str, env: dict[str, str], log_dir: Path) -> Proc:
+    """`tidings <command>` (as `python -m tidings`, so it is the interpreter's own install)."""
+    return Proc(name, [sys.executable, "-m", "tidings", command], env, log_dir, log_dir)
+
+
+# -- the receiver ---------------------------------------------------------------------------
+
+
+class Receiver:
+    """Client of bench/receiver.py running as a child process."""
+
+    def __init__(self, log_dir: Path, hang_s: float = 30.0, lifetime_s: float = 3600.0) -> None:
+        self.port = free_port()
+        self.base = f"http://{LOCAL}:{self.port}"
+        args = [
+            sys.executable,
+            str(BENCH_DIR / "receiver.py"),
+            "--port",
+            str(self.port),
+            "--hang-s",
+            str(hang_s),
+            "--max-lifetime-s",
+            str(lifetime_s),
+        ]
+        self.proc = Proc("receiver", args, dict(os.environ), log_dir, log_dir)
+
+    async def ready(self) -> None:
+        await self.proc.wait_http(f"{self.base}/healthz")
+
+    async def _get(self, path: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(self.base + path) as response,
+        ):
+            response.raise_for_status()
+            result: dict[str, Any] = await response.json()
+            return result
+
+    async def reset(self) -> None:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.base + "/reset") as response,
+        ):
+            response.raise_for_status()
+
+    async def stats(self, prefix: str = "", detail: bool = False) -> dict[str, Any]:
+        return await self._get(f"/stats?prefix={prefix}&detail={1 if detail else 0}", 60)
+
+    async def wait_for(
+        self, n: int, timeout_s: float, prefix: str = "", watch: Sequence[Proc] = ()
+    ) -> dict[str, Any]:
+        """Wait until `n` distinct deliveries under `prefix` arrived, or `timeout_s` passed.
+
+        Fails early if one of `watch` (the Tidings processes) exits.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            chunk = max(0.05, min(2.0, left))
+            summary = await self._get(f"/wait?n={n}&prefix={prefix}&timeout={chunk}", chunk + 10)
+            if summary["count"] >= n or left <= 0:
+                summary["complete"] = summary["count"] >= n
+                return summary
+            for proc in watch:
+                if not proc.alive():
+                    raise RuntimeError(proc.exited())
+
+
+async def run_ceiling(
+    receiver: Receiver, n: int, log_dir: Path, loop: str = "auto"
+) -> dict[str, Any]:
+    """bench/ceiling.py against the receiver's /ceiling path, as its own process.
+
+    The figure is taken like the cases': distinct arrivals / (last - first arrival).
+    """
+    await receiver.reset()
+    args = [
+        sys.executable,
+        str(BENCH_DIR / "ceiling.py"),
+        "--url",
+        f"{receiver.base}/ceiling",
+        "-n",
+        str(n),
+        "--loop",
+        loop,
+    ]
+    proc = Proc(f"ceiling-{loop}", args, dict(os.environ), log_dir, log_dir)
+    try:
+        while proc.alive():  # noqa: ASYNC110 - a child process, not an event
+            await asyncio.sleep(0.05)
+    finally:
+        proc.stop()
+        forget(proc)
+    lines = [ln for ln in proc.output().splitlines() if ln.startswith("{")]
+    if proc.popen.returncode != 0 or not lines:
+        raise RuntimeError(f"ceiling.py failed ({proc.popen.returncode}):\n{proc.tail()}")
+    client = json.loads(lines[-1])
+    stats = await receiver.stats("/ceiling")
+    await receiver.reset()
+    span = (stats["last_at"] or 0) - (stats["first_at"] or 0)
+    return {
+        "requests_per_s": stats["count"] / span if span > 0 else 0.0,
+        "arrived": stats["count"],
+        "span_s": span,
+        "client": client,
+    }
+
+
+# -- publishing over HTTP ------------------------------------------------------------------
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summarize_ms(values_s: Sequence[float]) -> dict[str, float | None]:
+    ms = [v * 1000 for v in values_s]
+    return {
+        "p50_ms": _percentile(ms, 50),
+        "p90_ms": _percentile(ms, 90),
+        "p99_ms": _percentile(ms, 99),
+        "max_ms": max(ms) if ms else None,
+        "mean_ms": statistics.fmean(ms) if ms else None,
+    }
+
+
+class Publisher:
+    """POSTs events as the operator: `n` as fast as `concurrency` clients go, or at a rate."""
+
+    def __init__(
+        self,
+        base: str,
+        token: str,
+        app_id: str,
+        content: Callable[[int], dict[str, Any]],
+        event_type: Callable[[int], str] = lambda _seq: "item.created",
+    ) -> None:
+        self.url = f"{base}/v1/applications/{app_id}/events"
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.content = content
+        self.event_type = event_type
+        self.statuses: Counter[int | str] = Counter()
+        self.request_s: list[float] = []
+        self.first_error: str | None = None
+
+    async def _one(self, session: aiohttp.ClientSession, seq: int) -> None:
+        body = json.dumps({"type": self.event_type(seq), "content": self.content(seq)})
+        started = time.perf_counter()
+        try:
+            async with session.post(self.url, data=body, headers=self.headers) as response:
+                text = await response.text()
+                self.statuses[response.status] += 1
+                if response.status != 202 and self.first_error is None:
+                    self.first_error = f"{response.status}: {text[:300]}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.statuses[exc.__class__.__name__] += 1
+            self.first_error = self.first_error or f"{exc.__class__.__name__}: {exc}"
+        self.request_s.append(time.perf_counter() - started)
+
+    def _session(self, concurrency: int) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=concurrency),
+            timeout=aiohttp.ClientTimeout(total=60),
+        )
+
+    async def closed_loop(self, n: int, concurrency: int) -> dict[str, Any]:
+        """`n` events from `concurrency` clients, each sending its next as soon as answered."""
+        next_seq = 0
+
+        async def client(session: aiohttp.ClientSession) -> None:
+            nonlocal next_seq
+            while next_seq < n:
+                seq = next_seq
+                next_seq += 1
+                await self._one(session, seq)
+
+        async with self._session(concurrency) as session:
+            first_at = time.time()
+            started = time.perf_counter()
+            await asyncio.gather(*(client(session) for _ in range(concurrency)))
+            elapsed = time.perf_counter() - started
+        return self._report(first_at, elapsed)
+
+    async def open_loop(self, rate: float, n: int, max_in_flight: int = 256) -> dict[str, Any]:
+        """`n` events at a steady `rate` a second, whatever the answers' pace (up to a bound)."""
+        gate = asyncio.Semaphore(max_in_flight)
+        behind_s: list[float] = []
+
+        async def one(session: aiohttp.ClientSession, seq: int) -> None:
+            try:
+                await self._one(session, seq)
+            finally:
+                gate.release()
+
+        async with self._session(max_in_flight) as session:
+            first_at = time.time()
+            started = time.perf_counter()
+            tasks = []
+            for seq in range(n):
+                due = started + seq / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await gate.acquire()
+                behind_s.append(max(0.0, time.perf_counter() - due))
+                tasks.append(asyncio.create_task(one(session, seq)))
+            await asyncio.gather(*tasks)
+            elapsed = time.perf_counter() - started
+        report = self._report(first_at, elapsed)
+        report["rate"] = rate
+        report["sender_behind_max_ms"] = max(behind_s, default=0.0) * 1000
+        return report
+
+    def _report(self, first_at: float, elapsed: float) -> dict[str, Any]:
+        accepted = self.statuses.get(202, 0)
+        return {
+            "first_at": first_at,
+            "elapsed_s": elapsed,
+            "accepted": accepted,
+            "statuses": {str(k): v for k, v in self.statuses.items()},
+            "first_error": self.first_error,
+            "accepted_per_s": accepted / elapsed if elapsed > 0 else 0.0,
+            "request": summarize_ms(self.request_s),
+        }
