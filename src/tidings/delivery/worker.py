@@ -155,7 +155,10 @@ class Worker:
                 self._busy[webhook_id] = self._busy.get(webhook_id, 0) + 1
                 task.add_done_callback(functools.partial(self._done, job.delivery_id, webhook_id))
             if len(jobs) < min(free, CLAIM_BATCH):
-                await _wait_any(stop, self._wake, seconds=self.poll_interval_s)
+                # Less came than asked: nothing more is due, or what is due is held back by a
+                # per-webhook cap. Look again when woken, when a slot frees, or after the poll.
+                self._slot_free.clear()
+                await _wait_any(stop, self._wake, self._slot_free, seconds=self.poll_interval_s)
 
     def _done(self, delivery_id: str, webhook_id: str, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(delivery_id, None)

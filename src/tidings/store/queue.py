@@ -78,7 +78,9 @@ def claim(
     FIFO webhooks give only their head; rate-limited ones only what fits in their next second.
     """
     counts = dict(busy or {})
-    claimed = _lease(conn, _fifo_heads(now, limit), worker_id, now, lease_s)
+    claimed = []
+    if conn.execute(select(webhooks.c.id).where(webhooks.c.ordering == "fifo").limit(1)).first():
+        claimed = _lease(conn, _fifo_heads(now, limit), worker_id, now, lease_s)
     for _round in range(4):  # a webhook at its cap is left out, and the rest claimed again
         saturated = [w for w, n in counts.items() if per_webhook and n >= per_webhook]
         room = limit - len(claimed)

@@ -55,10 +55,11 @@ def publish(
         raise InvalidInput("TEST_EVENT is sent only by 'send a test' on one webhook")
     if idempotency_key is not None and not idempotency_key.strip():
         raise InvalidInput("Idempotency-Key must not be blank")
-    with ctx.db.write() as conn:
+    with ctx.db.read() as conn:  # checks first: the write transaction stays short
         accounts.get_application(conn, app_id)
         if body.type not in events.known_event_types(conn):
             raise InvalidInput(f"unknown event type {body.type}; see GET /v1/event-types")
+    with ctx.db.write() as conn:
         accepted = events.publish(
             conn,
             app_id,
