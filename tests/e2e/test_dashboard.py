@@ -47,13 +47,6 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
 def server(workspace: Workspace) -> Iterator[Server]:
     env = workspace.env(
         TIDINGS_OPERATOR_TOKEN=OPERATOR,

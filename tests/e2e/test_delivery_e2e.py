@@ -17,13 +17,6 @@ ENCRYPTION_KEY = "Zm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtbG9uZy1rZXk="
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
 def env(workspace: Workspace, database_url: str) -> dict[str, str]:
     return workspace.env(
         TIDINGS_DATABASE_URL=database_url,

@@ -14,7 +14,6 @@ import json
 import random
 import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -38,13 +37,6 @@ def clock() -> ManualClock:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return make_settings(database_url, allow_private_targets=True, timeout_s=1.0)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture

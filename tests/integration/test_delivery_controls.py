@@ -7,7 +7,6 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import update
@@ -31,13 +30,6 @@ def settings(database_url: str) -> Settings:
     return make_settings(
         database_url, allow_private_targets=True, timeout_s=1.0, retry_schedule=(5, 5)
     )
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def set_webhook(api: Api, webhook_id: str, **values) -> None:

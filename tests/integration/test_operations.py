@@ -8,7 +8,6 @@ import logging
 import random
 import re
 import time
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select, update
@@ -31,13 +30,6 @@ def clock() -> ManualClock:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return make_settings(database_url, allow_private_targets=True, timeout_s=1.0)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def worker_for(api: Api, clock: ManualClock) -> Worker:

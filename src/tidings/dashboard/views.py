@@ -326,6 +326,51 @@ def _load(ctx: Context, user: User, webhook_id: str) -> dict[str, Any]:
         return webhooks.get_webhook(conn, user.application_id, webhook_id)
 
 
+def _render_webhook(
+    request: Request,
+    ctx: Context,
+    user: User,
+    hook: dict[str, Any],
+    *,
+    status: str | None = None,
+    form: WebhookForm | None = None,
+    errors: dict[str, str] | None = None,
+    notice: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """The webhook page: its chart, its deliveries (filtered by `status`) and its form."""
+    now = ctx.clock.now()
+    with ctx.db.read() as conn:
+        recent = delivery_store.list_deliveries(
+            conn,
+            user.application_id,
+            webhook_id=hook["id"],
+            status=status,
+            event_type=None,
+            limit=50,
+            cursor=None,
+        ).rows
+        hours = charts.hourly(stats.recent_attempts(conn, hook["id"], now), now)
+        catalog = events.known_event_types(conn)
+        blocked = queue.fifo_block(conn, hook["id"]) if hook["ordering"] == "fifo" else None
+    return page(
+        request,
+        "webhook.html",
+        status_code,
+        user=user,
+        webhook=hook,
+        deliveries=recent,
+        status=status,
+        statuses=STATUSES,
+        chart=charts.svg(hours),
+        catalog=catalog,
+        errors=errors or {},
+        form=form or WebhookForm.of(hook),
+        notice=NOTICES.get(notice or ""),
+        blocked=blocked,
+    )
+
+
 @router.get("/webhooks/{webhook_id}")
 def webhook_page(
     request: Request,
@@ -335,37 +380,9 @@ def webhook_page(
     status: Annotated[str | None, Query(max_length=20)] = None,
     notice: str | None = None,
 ) -> HTMLResponse:
-    if status not in STATUSES:
-        status = None
-    now = ctx.clock.now()
-    with ctx.db.read() as conn:
-        hook = webhooks.get_webhook(conn, user.application_id, webhook_id)
-        recent = delivery_store.list_deliveries(
-            conn,
-            user.application_id,
-            webhook_id=webhook_id,
-            status=status,
-            event_type=None,
-            limit=50,
-            cursor=None,
-        ).rows
-        hours = charts.hourly(stats.recent_attempts(conn, webhook_id, now), now)
-        catalog = events.known_event_types(conn)
-        blocked = queue.fifo_block(conn, webhook_id) if hook["ordering"] == "fifo" else None
-    return page(
-        request,
-        "webhook.html",
-        user=user,
-        webhook=hook,
-        deliveries=recent,
-        status=status,
-        statuses=STATUSES,
-        chart=charts.svg(hours),
-        catalog=catalog,
-        errors={},
-        form=WebhookForm.of(hook),
-        notice=NOTICES.get(notice or ""),
-        blocked=blocked,
+    hook = _load(ctx, user, webhook_id)
+    return _render_webhook(
+        request, ctx, user, hook, status=status if status in STATUSES else None, notice=notice
     )
 
 
@@ -397,35 +414,7 @@ def edit_webhook(
             errors = {exc.field or "form": exc.detail.split(": ", 1)[-1]}
     if not errors:
         return _see(f"/webhooks/{webhook_id}?notice=saved")
-    now = ctx.clock.now()
-    with ctx.db.read() as conn:
-        recent = delivery_store.list_deliveries(
-            conn,
-            user.application_id,
-            webhook_id=webhook_id,
-            status=None,
-            event_type=None,
-            limit=50,
-            cursor=None,
-        ).rows
-        hours = charts.hourly(stats.recent_attempts(conn, webhook_id, now), now)
-        catalog = events.known_event_types(conn)
-    return page(
-        request,
-        "webhook.html",
-        422,
-        user=user,
-        webhook=hook,
-        deliveries=recent,
-        status=None,
-        statuses=STATUSES,
-        chart=charts.svg(hours),
-        catalog=catalog,
-        errors=errors,
-        form=form,
-        notice=None,
-        blocked=None,
-    )
+    return _render_webhook(request, ctx, user, hook, form=form, errors=errors, status_code=422)
 
 
 @router.post("/webhooks/{webhook_id}/test")
