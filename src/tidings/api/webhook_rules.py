@@ -11,9 +11,9 @@ from sqlalchemy import Connection
 from tidings.api.deps import Context
 from tidings.api.schemas import WebhookFields, WebhookIn, WebhookPatch
 from tidings.domain import targets
-from tidings.domain.catalog import subscription_problem
+from tidings.domain.catalog import subscription_problem, test_event_content
 from tidings.domain.signing import generate_secret, reserved_header_problem
-from tidings.errors import InvalidInput
+from tidings.errors import Conflict, InvalidInput
 from tidings.store import events, webhooks
 
 
@@ -92,3 +92,15 @@ def update(ctx: Context, app_id: str, webhook_id: str, body: WebhookPatch) -> di
     with ctx.db.write() as conn:
         check_events(changes, conn)
         return webhooks.update_webhook(conn, app_id, webhook_id, changes, ctx.clock.now())
+
+
+def send_test(ctx: Context, app_id: str, webhook_id: str) -> dict[str, Any]:
+    """Queue a TEST_EVENT for this webhook alone and wake the worker; returns the delivery."""
+    with ctx.db.write() as conn:
+        if not webhooks.get_webhook(conn, app_id, webhook_id)["enabled"]:
+            raise Conflict("this webhook is disabled; enable it before sending a test")
+        row = events.create_test_event(
+            conn, app_id, webhook_id, test_event_content(), ctx.clock.now()
+        )
+    ctx.notify()
+    return row

@@ -22,9 +22,9 @@ from tidings.api.deps import Context, Ctx
 from tidings.api.schemas import WebhookIn, WebhookPatch
 from tidings.dashboard import auth, charts
 from tidings.dashboard.auth import SignedIn, User
-from tidings.domain.catalog import WILDCARD, subscription_problem, test_event_content
+from tidings.domain.catalog import WILDCARD, subscription_problem
 from tidings.domain.signing import generate_secret
-from tidings.errors import Conflict, InvalidInput, LimitReached, NotFound
+from tidings.errors import InvalidInput, LimitReached, NotFound
 from tidings.store import deliveries as delivery_store
 from tidings.store import events, queue, stats, webhooks
 
@@ -421,13 +421,7 @@ def edit_webhook(
 def send_test(webhook_id: str, user: SignedIn, ctx: Ctx, csrf_token: CsrfToken = "") -> Response:
     auth.check_csrf(user, csrf_token)
     auth.require_admin(user, "send test events")
-    with ctx.db.write() as conn:
-        if not webhooks.get_webhook(conn, user.application_id, webhook_id)["enabled"]:
-            raise Conflict("this webhook is disabled; enable it before sending a test")
-        events.create_test_event(
-            conn, user.application_id, webhook_id, test_event_content(), ctx.clock.now()
-        )
-    ctx.notify()
+    rules.send_test(ctx, user.application_id, webhook_id)
     return _see(f"/webhooks/{webhook_id}?notice=test-sent")
 
 

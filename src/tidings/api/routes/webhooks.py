@@ -24,11 +24,10 @@ from tidings.api.schemas import (
     WebhookPatch,
     iso,
 )
-from tidings.domain.catalog import test_event_content
 from tidings.domain.signing import generate_secret, mask_secret
 from tidings.errors import Conflict
 from tidings.store import deliveries as delivery_store
-from tidings.store import events, webhooks
+from tidings.store import webhooks
 
 router = APIRouter(
     prefix="/v1/applications/{app_id}/webhooks",
@@ -118,14 +117,7 @@ def rotate_secret(app_id: str, webhook_id: str, caller: Caller, ctx: Ctx) -> Sec
 )
 def send_test(app_id: str, webhook_id: str, caller: Caller, ctx: Ctx) -> DeliveryOut:
     require_app(caller, app_id, admin=True, action="send test events")
-    with ctx.db.write() as conn:
-        if not webhooks.get_webhook(conn, app_id, webhook_id)["enabled"]:
-            raise Conflict("this webhook is disabled; enable it before sending a test")
-        row = events.create_test_event(
-            conn, app_id, webhook_id, test_event_content(), ctx.clock.now()
-        )
-    ctx.notify()
-    return delivery_out(row)
+    return delivery_out(rules.send_test(ctx, app_id, webhook_id))
 
 
 @router.post(
