@@ -32,7 +32,6 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
 
-STATUSES = ("pending", "delivering", "succeeded", "failed")
 NOTICES = {
     "test-sent": "Test event queued: it is on its way.",
     "saved": "Changes saved.",
@@ -361,7 +360,7 @@ def _render_webhook(
         webhook=hook,
         deliveries=recent,
         status=status,
-        statuses=STATUSES,
+        statuses=delivery_store.STATUSES,
         chart=charts.svg(hours),
         catalog=catalog,
         errors=errors or {},
@@ -382,7 +381,12 @@ def webhook_page(
 ) -> HTMLResponse:
     hook = _load(ctx, user, webhook_id)
     return _render_webhook(
-        request, ctx, user, hook, status=status if status in STATUSES else None, notice=notice
+        request,
+        ctx,
+        user,
+        hook,
+        status=status if status in delivery_store.STATUSES else None,
+        notice=notice,
     )
 
 

@@ -15,7 +15,6 @@ import logging
 import os
 import random
 import socket
-from dataclasses import dataclass
 from typing import Any
 
 from tidings import __version__, metrics
@@ -40,13 +39,6 @@ POLL_INTERVAL_S = 0.1
 HOUSEKEEPING_INTERVAL_S = 5.0
 PURGE_INTERVAL_S = 3600.0
 PURGE_BATCHES_PER_RUN = 200  # at most 100,000 deliveries an hour from one worker
-
-
-@dataclass
-class Stats:
-    claimed: int = 0
-    succeeded: int = 0
-    failed_attempts: int = 0
 
 
 class Worker:
@@ -77,7 +69,6 @@ class Worker:
         self.per_webhook = settings.webhook_concurrency or max(1, settings.worker_concurrency // 2)
         self._busy: dict[str, int] = {}
         self._secret_cache: dict[tuple[str, str, str | None], list[str]] = {}
-        self.stats = Stats()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outcomes: list[queue.Outcome] = []
@@ -183,7 +174,6 @@ class Worker:
                 )
 
         jobs = await asyncio.to_thread(claim)
-        self.stats.claimed += len(jobs)
         return jobs
 
     # -- one delivery ------------------------------------------------------------------
@@ -249,10 +239,6 @@ class Worker:
                 rng=self.rng,
             )
             next_at = None if delay is None else at + delay
-        if succeeded:
-            self.stats.succeeded += 1
-        else:
-            self.stats.failed_attempts += 1
         metrics.ATTEMPTS.labels("success" if succeeded else "failure").inc()
         metrics.ATTEMPT_SECONDS.observe(response.duration_ms / 1000)
         if succeeded or next_at is None:

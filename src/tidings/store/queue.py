@@ -418,18 +418,6 @@ def webhooks_failing_since(conn: Connection, before: float) -> list[dict[str, An
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def next_due_at(conn: Connection) -> float | None:
-    """When the earliest pending delivery is due (to sleep exactly until then)."""
-    query = (
-        select(deliveries.c.next_attempt_at)
-        .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at.is_not(None))
-        .order_by(deliveries.c.next_attempt_at)
-        .limit(1)
-    )
-    value = conn.execute(query).scalar()
-    return None if value is None else float(value)
-
-
 def fifo_block(conn: Connection, webhook_id: str) -> dict[str, Any] | None:
     """For a FIFO webhook: its head when that head failed and waits for a retry, with how
     many deliveries wait behind it; None when nothing is held up."""
