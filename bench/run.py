@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import dataclasses
 import inspect
 import io
 import json
@@ -1027,6 +1028,15 @@ def markdown(path: Path) -> str:
     return "\n".join(lines)
 
 
+def scaled(sizes: Sizes, factor: float) -> Sizes:
+    if factor == 1.0:
+        return sizes
+    counts = ("drain", "e2e", "fanout_events", "ingest", "pg")
+    return dataclasses.replace(
+        sizes, **{name: max(1, round(getattr(sizes, name) * factor)) for name in counts}
+    )
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke test)")
@@ -1041,6 +1051,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
     parser.add_argument("--profile", action="store_true", help="py-spy the drain case's worker")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply the counts of drain, e2e, fanout, ingest and pg (e.g. 4 to profile)",
+    )
     parser.add_argument(
         "--markdown", type=Path, metavar="RESULTS_JSON", help="print a results file as Markdown"
     )
@@ -1075,7 +1091,7 @@ def main() -> int:
     try:
         receiver = Receiver(work)
         ctx = Ctx(
-            sizes=QUICK if args.quick else FULL,
+            sizes=scaled(QUICK if args.quick else FULL, args.scale),
             quick=args.quick,
             work=work,
             receiver=receiver,

@@ -578,15 +578,10 @@ def publish(
         known = events.known_event_types(conn)
         if body.type not in known:
             fail(f"unknown event type {body.type}; known: {', '.join(sorted(known))}")
-        return events.publish(
-            conn,
-            app_id,
-            body.type,
-            body.content,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash(body),
-            now=_now(),
+        request = events.PublishRequest(
+            app_id, body.type, body.content, idempotency_key, request_hash(body)
         )
+        return events.publish(conn, request, _now())
 
     accepted = _run(load_settings(database_url=database_url), do)
     event = accepted.event

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     retry_schedule: Annotated[tuple[Annotated[int, Field(gt=0, le=30 * 86400)], ...], NoDecode] = (
         DEFAULT_RETRY_SCHEDULE
     )
-    worker_concurrency: int = Field(default=64, ge=1, le=10_000)
+    worker_concurrency: int = Field(default=128, ge=1, le=10_000)
     # Deliveries in flight to one webhook from one worker (0: half of worker_concurrency).
     webhook_concurrency: int = Field(default=0, ge=0, le=10_000)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)

@@ -179,6 +179,31 @@ def test_one_webhook_cannot_take_every_slot_of_a_worker(api: Api, clock: ManualC
     assert [j.webhook["id"] for j in none_for_slow] == []  # only the saturated webhook is left
 
 
+def test_a_capped_webhooks_backlog_hides_others_only_until_the_deep_claim(
+    api: Api, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim looks among the oldest CLAIM_WINDOW (+ limit) due deliveries; a deep claim
+    (the worker makes one a second while a webhook is capped) looks at all of them."""
+    monkeypatch.setattr(queue, "CLAIM_WINDOW", 5)
+    slow = api.create_webhook(events=["item.created"])
+    other = api.create_webhook(events=["item.deleted"])
+    for n in range(20):
+        api.publish("item.created", {"n": n})
+        clock.advance(0.01)
+    api.publish("item.deleted", {"late": True})  # behind 20 of the slow webhook's
+    busy = {slow["id"]: 4}
+    with api.context.db.write() as conn:
+        shallow = queue.claim(conn, "w", clock.now(), 30, 2, busy=busy, per_webhook=4)
+    assert shallow == []  # the window (5 + 2) holds only the capped webhook's
+    with api.context.db.write() as conn:
+        deep = queue.claim(conn, "w", clock.now(), 30, 2, busy=busy, per_webhook=4, deep=True)
+    assert [j.webhook["id"] for j in deep] == [other["id"]]
+    with api.context.db.write() as conn:  # below its cap, the slow webhook gets its room only
+        jobs = queue.claim(conn, "w", clock.now(), 30, 10, busy={slow["id"]: 1}, per_webhook=4)
+    assert [j.webhook["id"] for j in jobs] == [slow["id"]] * 3
+    assert [j.content["n"] for j in jobs] == [0, 1, 2]  # oldest first
+
+
 def wait_for_path(receiver: Receiver, path: str, count: int, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while len(numbers(receiver, path)) < count and time.monotonic() < deadline:

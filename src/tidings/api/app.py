@@ -78,6 +78,7 @@ def create_app(context: Context, worker: Worker | None = None) -> FastAPI:
             stop.set()
             if task is not None:
                 await task
+            await asyncio.to_thread(context.publishes.close)
             context.db.dispose()
 
     app = FastAPI(

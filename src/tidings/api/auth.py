@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from tidings.api.deps import Context, Ctx
 from tidings.api.ratelimit import retry_after_header
@@ -42,15 +43,17 @@ def _is_operator_token(context: Context, token: str) -> bool:
     return stored is not None and hmac.compare_digest(stored, hash_token(token))
 
 
-def authenticate(context: Context, authorization: str | None) -> Principal:
+def _bearer_token(authorization: str | None) -> str:
     if not authorization:
         raise Unauthenticated("send Authorization: Bearer <operator token or API key>")
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
-    if _is_operator_token(context, token):
-        return Principal(kind="operator")
+    return token
+
+
+def _api_key_principal(context: Context, token: str) -> Principal:
     with context.db.read() as conn:
         key = accounts.find_api_key(conn, token)
     if key is None:
@@ -60,8 +63,14 @@ def authenticate(context: Context, authorization: str | None) -> Principal:
     )
 
 
-def get_principal(request: Request, context: Ctx) -> Principal:
-    principal: Principal = authenticate(context, request.headers.get("authorization"))
+async def get_principal(request: Request, context: Ctx) -> Principal:
+    # Async, so the operator's requests (publishing) skip the thread pool; an API key is
+    # looked up in the database from a worker thread.
+    token = _bearer_token(request.headers.get("authorization"))
+    if _is_operator_token(context, token):
+        principal = Principal(kind="operator")
+    else:
+        principal = await run_in_threadpool(_api_key_principal, context, token)
     enforce_rate_limit(context, principal)
     return principal
 

@@ -12,7 +12,10 @@ from tidings.api.ratelimit import RateLimiter
 from tidings.clock import Clock
 from tidings.config import Settings
 from tidings.crypto import SecretBox
+from tidings.store import events
 from tidings.store.db import Database
+from tidings.store.events import Accepted, PublishRequest
+from tidings.store.group_commit import GroupCommit
 
 
 @dataclass
@@ -26,8 +29,16 @@ class Context:
     notify: Callable[[], None] = field(default=lambda: None)
     limiter: RateLimiter | None = None
     operator_limiter: RateLimiter | None = None
+    # Publishes are written in batches by one thread (see store.group_commit).
+    publishes: GroupCommit[PublishRequest, Accepted] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.publishes = GroupCommit(
+            self.db,
+            lambda conn, requests: events.publish_many(conn, requests, self.clock.now()),
+            lambda conn, request: events.publish(conn, request, self.clock.now()),
+            name="publish-writer",
+        )
         s = self.settings
         self.limiter = self.limiter or RateLimiter(s.api_rate_limit, s.api_rate_burst)
         self.operator_limiter = self.operator_limiter or RateLimiter(
@@ -35,7 +46,7 @@ class Context:
         )
 
 
-def get_context(request: Request) -> Context:
+async def get_context(request: Request) -> Context:
     context: Context = request.app.state.context
     return context
 

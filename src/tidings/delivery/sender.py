@@ -78,6 +78,7 @@ class Sender:
         self.require_https = require_https
         self.pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
+        self._refusals: dict[str, str | None] = {}
 
     async def __aenter__(self) -> Sender:
         connector = aiohttp.TCPConnector(
@@ -99,11 +100,19 @@ class Sender:
             await self._session.close()
 
     def refusal(self, url: str) -> str | None:
-        """Why `url` must not be called now, before any network (its shape, or an IP host)."""
+        """Why `url` must not be called now, before any network (its shape, or an IP host).
+        The answer depends on the URL alone, so it is remembered (names are checked again at
+        every connection, by the resolver)."""
+        if url in self._refusals:
+            return self._refusals[url]
         problem = targets.url_problem(url, require_https=self.require_https)
         if problem is None:
             problem = targets.host_problem(targets.hostname(url), allow_private=self.allow_private)
-        return None if problem is None else f"refused: {problem}"
+        refusal = None if problem is None else f"refused: {problem}"
+        if len(self._refusals) >= 10_000:
+            self._refusals.clear()
+        self._refusals[url] = refusal
+        return refusal
 
     async def post(
         self, url: str, body: bytes, headers: dict[str, str], timeout_s: float | None = None

@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
+
 TEST_EVENT = "TEST_EVENT"
 WEBHOOK_DISABLED = "webhook.disabled"
 WILDCARD = "*"
@@ -67,7 +69,10 @@ def envelope(event_type: str, content: Mapping[str, Any], timestamp: int) -> dic
 def envelope_body(event_type: str, content: Mapping[str, Any], timestamp: int) -> bytes:
     """The exact bytes that are sent and signed: compact JSON, the same on every attempt."""
     data = envelope(event_type, content, timestamp)
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    try:  # orjson: the same compact UTF-8 JSON, ~10x faster for a 1 KB body
+        return orjson.dumps(data)
+    except TypeError:  # an integer beyond 64 bits, which orjson does not write
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def test_event_content(user_uuid: uuid.UUID | None = None) -> dict[str, Any]:

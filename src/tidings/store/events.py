@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 
 from tidings.domain.catalog import TEST_EVENT, subscribes
 from tidings.domain.ids import new_id
-from tidings.errors import Conflict
-from tidings.store.tables import deliveries, event_types, events, webhooks
+from tidings.errors import Conflict, InvalidInput, NotFound, TidingsError
+from tidings.store.tables import applications, deliveries, event_types, events, webhooks
 
 
 @dataclass(frozen=True)
@@ -35,66 +36,117 @@ def add_event_type(conn: Connection, name: str, description: str, now: float) ->
         raise Conflict(f"the event type {name} exists already") from exc
 
 
-def _replay(conn: Connection, app_id: str, key: str, request_hash: str) -> Accepted | None:
-    query = select(events).where(events.c.application_id == app_id, events.c.idempotency_key == key)
-    row = conn.execute(query).mappings().first()
-    if row is None:
-        return None
-    if row["request_hash"] != request_hash:
-        raise Conflict(
+@dataclass(frozen=True)
+class PublishRequest:
+    app_id: str
+    event_type: str
+    content: dict[str, Any]
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+def publish_many(
+    conn: Connection, requests: Sequence[PublishRequest], now: float
+) -> list[Accepted | TidingsError]:
+    """Store many events and their deliveries in the caller's transaction, with a fixed number
+    of statements whatever their count (group commit): each request's answer is its
+    `Accepted`, or the error that refused it (no such application, unknown type, a reused
+    Idempotency-Key). A concurrent request that took the same Idempotency-Key first makes the
+    insert raise `IntegrityError`: retry that request alone with `publish`."""
+    app_ids = {r.app_id for r in requests}
+    found = set(
+        conn.execute(select(applications.c.id).where(applications.c.id.in_(app_ids))).scalars()
+    )
+    types = known_event_types(conn)
+    hooks: dict[str, list[Any]] = {}
+    for hook in conn.execute(
+        select(webhooks.c.id, webhooks.c.events, webhooks.c.application_id).where(
+            webhooks.c.application_id.in_(found), webhooks.c.enabled.is_(True)
+        )
+    ):
+        hooks.setdefault(hook.application_id, []).append(hook)
+    earlier = _earlier_by_key(conn, [r for r in requests if r.idempotency_key is not None])
+    results: list[Accepted | TidingsError] = []
+    new_events: list[dict[str, Any]] = []
+    new_deliveries: list[dict[str, Any]] = []
+    for r in requests:
+        if r.app_id not in found:
+            results.append(NotFound(f"no application {r.app_id}"))
+            continue
+        if r.event_type not in types:
+            results.append(
+                InvalidInput(f"unknown event type {r.event_type}; see GET /v1/event-types")
+            )
+            continue
+        key = (r.app_id, r.idempotency_key)
+        if r.idempotency_key is not None and key in earlier:
+            results.append(_replayed(earlier[key], r.request_hash))
+            continue
+        targets = [h.id for h in hooks.get(r.app_id, ()) if subscribes(h.events, r.event_type)]
+        event = {
+            "id": new_id("evt", now),
+            "application_id": r.app_id,
+            "type": r.event_type,
+            "content": r.content,
+            "timestamp": int(now),
+            "idempotency_key": r.idempotency_key,
+            "request_hash": r.request_hash,
+            "delivery_count": len(targets),
+            "created_at": now,
+        }
+        if r.idempotency_key is not None:
+            earlier[key] = event
+        new_events.append(event)
+        new_deliveries += [new_delivery(r.app_id, event, w, now) for w in targets]
+        results.append(Accepted(event, created=True))
+    if new_events:
+        conn.execute(insert(events), new_events)
+    if new_deliveries:
+        conn.execute(insert(deliveries), new_deliveries)
+    return results
+
+
+def _earlier_by_key(
+    conn: Connection, keyed: Sequence[PublishRequest]
+) -> dict[tuple[str, str | None], dict[str, Any]]:
+    if not keyed:
+        return {}
+    query = select(events).where(
+        events.c.application_id.in_({r.app_id for r in keyed}),
+        events.c.idempotency_key.in_({r.idempotency_key for r in keyed}),
+    )
+    return {
+        (row["application_id"], row["idempotency_key"]): dict(row)
+        for row in conn.execute(query).mappings()
+    }
+
+
+def _replayed(event: dict[str, Any], request_hash: str | None) -> Accepted | TidingsError:
+    if (event["request_hash"] or "") != (request_hash or ""):
+        return Conflict(
             "this Idempotency-Key was already used with a different request body; "
             "use a new key for a new event"
         )
-    return Accepted(dict(row), created=False)
+    return Accepted(event, created=False)
 
 
-def publish(
-    conn: Connection,
-    app_id: str,
-    event_type: str,
-    content: dict[str, Any],
-    *,
-    idempotency_key: str | None,
-    request_hash: str | None,
-    now: float,
-) -> Accepted:
-    """Store the event and its deliveries in the caller's transaction."""
-    if idempotency_key is not None:
-        earlier = _replay(conn, app_id, idempotency_key, request_hash or "")
-        if earlier is not None:
-            return earlier
-    targets = [
-        w.id
-        for w in conn.execute(
-            select(webhooks.c.id, webhooks.c.events).where(
-                webhooks.c.application_id == app_id, webhooks.c.enabled.is_(True)
-            )
-        )
-        if subscribes(w.events, event_type)
-    ]
-    event = {
-        "id": new_id("evt", now),
-        "application_id": app_id,
-        "type": event_type,
-        "content": content,
-        "timestamp": int(now),
-        "idempotency_key": idempotency_key,
-        "request_hash": request_hash,
-        "delivery_count": len(targets),
-        "created_at": now,
-    }
-    try:
-        with conn.begin_nested():
-            conn.execute(insert(events).values(event))
-    except IntegrityError:
-        # A concurrent request with the same key won the race: answer with its event.
-        earlier = _replay(conn, app_id, idempotency_key or "", request_hash or "")
-        if earlier is None:
-            raise
-        return earlier
-    if targets:
-        conn.execute(insert(deliveries), [new_delivery(app_id, event, w, now) for w in targets])
-    return Accepted(event, created=True)
+def publish(conn: Connection, request: PublishRequest, now: float) -> Accepted:
+    """Store one event and its deliveries in the caller's transaction, or raise why not.
+
+    A concurrent request with the same Idempotency-Key that commits first makes the insert
+    fail; the retry then finds that event and answers with it."""
+    for attempt in range(2):
+        try:
+            with conn.begin_nested():
+                result = publish_many(conn, [request], now)[0]
+        except IntegrityError:
+            if attempt or request.idempotency_key is None:
+                raise
+            continue
+        if isinstance(result, TidingsError):
+            raise result
+        return result
+    raise AssertionError("unreachable")
 
 
 def new_delivery(app_id: str, event: dict[str, Any], webhook_id: str, now: float) -> dict[str, Any]:

@@ -29,6 +29,9 @@ def upgrade(engine: Engine) -> None:
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_ID})")
             command.upgrade(alembic_config(conn), "head")
+    # SQLite reads the planner's figures (sqlite_stat1) when a connection opens: pooled
+    # connections opened before a migration wrote them would plan without them.
+    engine.dispose()
 
 
 def is_current(engine: Engine) -> bool:

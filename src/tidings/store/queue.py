@@ -61,6 +61,13 @@ _RETURNED = (
 )
 
 
+# A claim looks for due deliveries among the oldest this many (plus what it asks for), so
+# that leaving out webhooks at their cap never walks a backlog of millions; a `deep` claim
+# (the worker makes one a second while a webhook is capped) looks at all of them, so no
+# webhook waits behind another's backlog for long.
+CLAIM_WINDOW = 1000
+
+
 def claim(
     conn: Connection,
     worker_id: str,
@@ -70,28 +77,37 @@ def claim(
     *,
     busy: Mapping[str, int] | None = None,
     per_webhook: int = 0,
+    deep: bool = False,
 ) -> list[Job]:
     """Lease up to `limit` due deliveries to `worker_id` and load what sending them needs.
 
     `busy` counts this worker's deliveries in flight per webhook; with `per_webhook` set, no
     webhook gets more than that many in flight, so one slow receiver cannot take every slot.
     FIFO webhooks give only their head; rate-limited ones only what fits in their next second.
+    Candidates are chosen first (a SELECT; `FOR UPDATE SKIP LOCKED` on PostgreSQL), then only
+    those kept are leased, in one UPDATE.
     """
     counts = dict(busy or {})
-    claimed = []
+    chosen: list[str] = []
     if conn.execute(select(webhooks.c.id).where(webhooks.c.ordering == "fifo").limit(1)).first():
-        claimed = _lease(conn, _fifo_heads(now, limit), worker_id, now, lease_s)
-    for _round in range(4):  # a webhook at its cap is left out, and the rest claimed again
-        saturated = [w for w, n in counts.items() if per_webhook and n >= per_webhook]
-        room = limit - len(claimed)
+        chosen += [row.id for row in conn.execute(_locked(conn, _fifo_heads(now, limit)))]
+    window = None if deep else CLAIM_WINDOW + limit
+    for _round in range(4):  # a webhook that reaches its cap is left out, and the rest looked at
+        room = limit - len(chosen)
         if room <= 0:
             break
-        due = _due(now, room, saturated)
-        batch = _lease(conn, due, worker_id, now, lease_s)
-        kept = _cap_per_webhook(conn, batch, counts, per_webhook, now)
-        claimed += kept
-        if len(kept) == len(batch):
+        saturated = [w for w, n in counts.items() if per_webhook and n >= per_webhook]
+        rows = conn.execute(_due(conn, now, room, saturated, chosen, window)).all()
+        kept = 0
+        for row in rows:
+            if per_webhook and counts.get(row.webhook_id, 0) >= per_webhook:
+                continue
+            counts[row.webhook_id] = counts.get(row.webhook_id, 0) + 1
+            chosen.append(row.id)
+            kept += 1
+        if kept == len(rows):
             break
+    claimed = _lease(conn, chosen, worker_id, now, lease_s)
     if not claimed:
         return []
     webhook_rows = _by_id(conn, webhooks, {row.webhook_id for row in claimed})
@@ -113,31 +129,67 @@ def claim(
     ]
 
 
-def _due(now: float, limit: int, saturated: list[str]) -> Any:
-    """Due deliveries of unordered webhooks, oldest first, leaving out saturated webhooks."""
-    fifo = select(webhooks.c.id).where(webhooks.c.ordering == "fifo").scalar_subquery()
-    due = (
-        select(deliveries.c.id)
-        .where(
-            deliveries.c.status == "pending",
-            deliveries.c.next_attempt_at <= now,
-            deliveries.c.webhook_id.not_in(fifo),
-        )
-        .order_by(deliveries.c.next_attempt_at)
-        .limit(limit)
-    )
-    if saturated:
-        due = due.where(deliveries.c.webhook_id.not_in(saturated))
-    return due
-
-
-def _lease(conn: Connection, due: Any, worker_id: str, now: float, lease_s: float) -> list[Any]:
+def _locked(conn: Connection, query: Any) -> Any:
     if conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+        return query.with_for_update(skip_locked=True)
+    return query
+
+
+def _due(
+    conn: Connection,
+    now: float,
+    limit: int,
+    saturated: list[str],
+    chosen: list[str],
+    window: int | None,
+) -> Any:
+    """Due deliveries of unordered webhooks, oldest first, leaving out saturated webhooks and
+    what was chosen already; among the oldest `window` due ones (None: all of them)."""
+    fifo = select(webhooks.c.id).where(webhooks.c.ordering == "fifo").scalar_subquery()
+    due = [
+        deliveries.c.status == "pending",
+        deliveries.c.next_attempt_at <= now,
+        deliveries.c.webhook_id.not_in(fifo),
+    ]
+    if saturated:
+        due.append(deliveries.c.webhook_id.not_in(saturated))
+    if chosen:
+        due.append(deliveries.c.id.not_in(chosen))
+    if window is None or not saturated:  # nothing to leave out: the oldest due are the ones
+        query = select(deliveries.c.id, deliveries.c.webhook_id).where(*due)
+        return _locked(conn, query.order_by(deliveries.c.next_attempt_at).limit(limit))
+    # Among the oldest `window` due deliveries only (read from the index alone on SQLite).
+    oldest = (
+        select(deliveries.c.id, deliveries.c.webhook_id, deliveries.c.next_attempt_at)
+        .where(*due[:3])
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(window)
+    )
+    if conn.dialect.name == "postgresql":  # rows are locked in the outer query, as chosen
+        query = select(deliveries.c.id, deliveries.c.webhook_id).where(
+            deliveries.c.id.in_(oldest.with_only_columns(deliveries.c.id).scalar_subquery()),
+            deliveries.c.status == "pending",
+            *due[3:],
+        )
+        return _locked(conn, query.order_by(deliveries.c.next_attempt_at).limit(limit))
+    w = oldest.subquery()
+    query = select(w.c.id, w.c.webhook_id)
+    if saturated:
+        query = query.where(w.c.webhook_id.not_in(saturated))
+    if chosen:
+        query = query.where(w.c.id.not_in(chosen))
+    return query.order_by(w.c.next_attempt_at).limit(limit)
+
+
+def _lease(
+    conn: Connection, ids: list[str], worker_id: str, now: float, lease_s: float
+) -> list[Any]:
+    if not ids:
+        return []
     return list(
         conn.execute(
             update(deliveries)
-            .where(deliveries.c.id.in_(due.scalar_subquery()))
+            .where(deliveries.c.id.in_(ids), deliveries.c.status == "pending")
             .values(
                 status="delivering",
                 lease_expires_at=now + lease_s,
@@ -178,22 +230,6 @@ def _unclaim(conn: Connection, ids: list[str], now: float, due_at: float | None 
     if due_at is not None:
         values["next_attempt_at"] = due_at
     conn.execute(update(deliveries).where(deliveries.c.id.in_(ids)).values(**values))
-
-
-def _cap_per_webhook(
-    conn: Connection, claimed: list[Any], counts: dict[str, int], per_webhook: int, now: float
-) -> list[Any]:
-    """Keep what fits under each webhook's cap (counting into `counts`); give back the rest."""
-    if not per_webhook:
-        return claimed
-    keep: list[Any] = []
-    extra: list[Any] = []
-    for row in sorted(claimed, key=lambda r: r.id):
-        counts[row.webhook_id] = counts.get(row.webhook_id, 0) + 1
-        (keep if counts[row.webhook_id] <= per_webhook else extra).append(row)
-    if extra:
-        _unclaim(conn, [row.id for row in extra], now)
-    return keep
 
 
 def _rate_slots(

@@ -142,7 +142,8 @@ deliveries = Table(
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
     Column("finished_at", Double, nullable=True),
-    Index("ix_deliveries_due", "status", "next_attempt_at"),
+    # What a claim reads, all in the index: due (status, next_attempt_at), for which webhook.
+    Index("ix_deliveries_due", "status", "next_attempt_at", "webhook_id", "id"),
     Index("ix_deliveries_application_id_id", "application_id", "id"),
     Index("ix_deliveries_webhook_id_id", "webhook_id", "id"),
     # The head of a FIFO webhook's queue: min(id) of its pending or delivering deliveries.

@@ -10,7 +10,7 @@ from tidings.crypto import SecretBox
 from tidings.domain.catalog import WEBHOOK_DISABLED
 from tidings.domain.ids import new_id
 from tidings.errors import LimitReached, NotFound
-from tidings.store.events import publish
+from tidings.store.events import PublishRequest, publish
 from tidings.store.pages import Page, fetch_page
 from tidings.store.tables import applications, deliveries, webhooks
 
@@ -155,13 +155,5 @@ def disable_webhook(conn: Connection, webhook_id: str, reason: str, now: float) 
     )
     stop_pending_deliveries(conn, webhook_id, f"the webhook was disabled: {reason}", now)
     content = {"webhook_id": webhook_id, "url": row["url"], "reason": reason}
-    publish(
-        conn,
-        row["application_id"],
-        WEBHOOK_DISABLED,
-        content,
-        idempotency_key=None,
-        request_hash=None,
-        now=now,
-    )
+    publish(conn, PublishRequest(row["application_id"], WEBHOOK_DISABLED, content), now)
     return True

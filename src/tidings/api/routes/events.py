@@ -15,7 +15,7 @@ from tidings.api.problems import COMMON_ERRORS, responses
 from tidings.api.schemas import EventAccepted, EventIn
 from tidings.domain.catalog import TEST_EVENT
 from tidings.errors import InvalidInput
-from tidings.store import accounts, events
+from tidings.store import events
 
 router = APIRouter(
     prefix="/v1/applications/{app_id}/events", tags=["events"], responses=responses(*COMMON_ERRORS)
@@ -42,7 +42,7 @@ def request_hash(body: EventIn) -> str:
     response_model=EventAccepted,
     responses=responses(400, 403, 404, 409),
 )
-def publish(
+async def publish(
     app_id: str,
     body: EventIn,
     caller: Caller,
@@ -55,26 +55,16 @@ def publish(
         raise InvalidInput("TEST_EVENT is sent only by 'send a test' on one webhook")
     if idempotency_key is not None and not idempotency_key.strip():
         raise InvalidInput("Idempotency-Key must not be blank")
-    with ctx.db.read() as conn:  # checks first: the write transaction stays short
-        accounts.get_application(conn, app_id)
-        if body.type not in events.known_event_types(conn):
-            raise InvalidInput(f"unknown event type {body.type}; see GET /v1/event-types")
-    with ctx.db.write() as conn:
-        accepted = events.publish(
-            conn,
-            app_id,
-            body.type,
-            body.content,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash(body),
-            now=ctx.clock.now(),
-        )
+    request = events.PublishRequest(
+        app_id, body.type, body.content, idempotency_key, request_hash(body)
+    )
+    accepted = await ctx.publishes.submit(request)  # answered once committed
+    event = accepted.event
     if accepted.created:
         metrics.EVENTS_PUBLISHED.labels(body.type).inc()
-        metrics.DELIVERIES_CREATED.inc(accepted.event["delivery_count"])
-        if accepted.event["delivery_count"]:
+        metrics.DELIVERIES_CREATED.inc(event["delivery_count"])
+        if event["delivery_count"]:
             ctx.notify()
-    if not accepted.created:
+    else:
         response.headers["Idempotent-Replayed"] = "true"
-    event = accepted.event
     return EventAccepted(id=event["id"], type=event["type"], deliveries=event["delivery_count"])

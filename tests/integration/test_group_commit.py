@@ -1,0 +1,161 @@
+"""Publishes are committed in batches by one writer thread (store.group_commit)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+from sqlalchemy import func, select
+
+from tidings.api.app import create_app
+from tidings.errors import Conflict, InvalidInput, NotFound, Unavailable
+from tidings.store import events
+from tidings.store.db import Database
+from tidings.store.events import PublishRequest
+from tidings.store.group_commit import GroupCommit
+from tidings.store.tables import deliveries
+from tidings.store.tables import events as events_table
+
+from .conftest import Api
+
+
+def _committer(db: Database) -> GroupCommit[PublishRequest, events.Accepted]:
+    return GroupCommit(
+        db,
+        lambda conn, requests: events.publish_many(conn, requests, time.time()),
+        lambda conn, request: events.publish(conn, request, time.time()),
+    )
+
+
+def _count(db: Database, table: Any) -> int:
+    with db.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+async def _submit_all(
+    committer: GroupCommit[PublishRequest, events.Accepted], requests: list[PublishRequest]
+) -> list[Any]:
+    return await asyncio.gather(*(committer.submit(r) for r in requests), return_exceptions=True)
+
+
+def test_concurrent_publishes_share_transactions_and_each_gets_its_own_answer(api: Api) -> None:
+    api.create_webhook(events=["item.created"])
+    api.create_webhook(events=["*"])
+    db = api.context.db
+    committer = _committer(db)
+    requests = [PublishRequest(api.app_id, "item.created", {"n": n}, None, "h") for n in range(200)]
+    requests += [
+        PublishRequest("app_missing", "item.created", {}, None, "h"),
+        PublishRequest(api.app_id, "no.such_type", {}, None, "h"),
+        PublishRequest(api.app_id, "user.deleted", {}, None, "h"),  # only the "*" webhook
+    ]
+    try:
+        results = asyncio.run(_submit_all(committer, requests))
+    finally:
+        committer.close()
+    accepted = results[:200]
+    assert all(isinstance(r, events.Accepted) and r.created for r in accepted)
+    assert len({r.event["id"] for r in accepted}) == 200
+    assert [r.event["content"]["n"] for r in accepted] == list(range(200))
+    assert isinstance(results[200], NotFound)
+    assert isinstance(results[201], InvalidInput)
+    assert results[202].event["delivery_count"] == 1
+    # 201 events, 2 deliveries for each item.created and 1 for the user.deleted
+    assert _count(db, events_table) == 201
+    assert _count(db, deliveries) == 401
+    assert committer.batches < 200  # they were written together, not one by one
+
+
+def test_idempotency_keys_inside_one_batch_and_across_batches(api: Api) -> None:
+    api.create_webhook(events=["item.created"])
+    db = api.context.db
+    committer = _committer(db)
+    same = PublishRequest(api.app_id, "item.created", {"a": 1}, "key-1", "hash-a")
+    other_body = PublishRequest(api.app_id, "item.created", {"a": 2}, "key-1", "hash-b")
+    try:
+        first = asyncio.run(_submit_all(committer, [same, same, other_body]))
+        again = asyncio.run(_submit_all(committer, [same]))
+    finally:
+        committer.close()
+    assert first[0].created and not first[1].created
+    assert first[1].event["id"] == first[0].event["id"]
+    assert isinstance(first[2], Conflict)
+    assert not again[0].created and again[0].event["id"] == first[0].event["id"]
+    assert _count(db, events_table) == 1
+    assert _count(db, deliveries) == 1
+
+
+# SQLite has one writer at a time, so no other writer can commit in between there.
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_key_taken_by_another_writer_replays_without_failing_the_batch(api: Api) -> None:
+    """Another process committed the same key between our check and our insert: the batch
+    insert fails on the unique index, and each request is written alone instead."""
+    api.create_webhook(events=["item.created"])
+    db = api.context.db
+    racer = PublishRequest(api.app_id, "item.created", {"a": 1}, "raced", "hash-a")
+    calls = 0
+
+    def write_many(conn: Any, requests: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the other writer commits first, after our batch has looked
+            with db.engine.connect() as other, other.begin():
+                events.publish(other, racer, time.time())
+        return events.publish_many(conn, requests, time.time())
+
+    committer: GroupCommit[PublishRequest, events.Accepted] = GroupCommit(
+        db, write_many, lambda conn, r: events.publish(conn, r, time.time())
+    )
+    plain = [PublishRequest(api.app_id, "item.created", {"n": n}, None, "h") for n in range(5)]
+    try:
+        results = asyncio.run(_submit_all(committer, [racer, *plain]))
+    finally:
+        committer.close()
+    assert not results[0].created  # replayed the other writer's event
+    assert all(isinstance(r, events.Accepted) and r.created for r in results[1:])
+    assert _count(db, events_table) == 6
+
+
+def test_an_unavailable_database_fails_the_whole_batch_with_503(api: Api) -> None:
+    def write_many(_conn: Any, _requests: Any) -> Any:
+        raise Unavailable("the database is busy; try again shortly", retry_after=1)
+
+    committer: GroupCommit[PublishRequest, events.Accepted] = GroupCommit(
+        api.context.db, write_many, lambda conn, r: events.publish(conn, r, time.time())
+    )
+    requests = [PublishRequest(api.app_id, "item.created", {}, None, "h") for _ in range(3)]
+    try:
+        results = asyncio.run(_submit_all(committer, requests))
+    finally:
+        committer.close()
+    assert all(isinstance(r, Unavailable) for r in results)
+    assert _count(api.context.db, events_table) == 0
+
+
+def test_the_api_answers_concurrent_publishes_after_committing_them(api: Api) -> None:
+    api.create_webhook(events=["item.created"])
+
+    async def many() -> list[int]:
+        transport = httpx.ASGITransport(app=create_app(api.context))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post(
+                        f"/v1/applications/{api.app_id}/events",
+                        json={"type": "item.created", "content": {"n": n}},
+                        headers={"Authorization": f"Bearer {api.operator}"},
+                    )
+                    for n in range(50)
+                )
+            )
+        return [r.status_code for r in responses]
+
+    before = api.context.publishes.batches
+    assert asyncio.run(many()) == [202] * 50
+    assert _count(api.context.db, events_table) == 50
+    assert api.context.publishes.batches - before < 50
