@@ -72,6 +72,19 @@ def std_verify(secret: str, request) -> dict:
     return dict(Webhook(secret).verify(request.body, request.headers))
 
 
+def test_numbers_reach_the_receiver_exactly_as_published(
+    api: Api, worker: Worker, receiver: Receiver
+) -> None:
+    """Stored and sent JSON keeps every digit: an integer beyond 64 bits, a float, unicode."""
+    api.create_webhook(url=receiver.url("/ok"), events=["item.created"])
+    content = {"big": 10**30, "neg": -(2**70), "f": 0.1, "e": 1e16, "s": "Zoë \u2028"}
+    assert api.publish("item.created", content).status_code == 202
+    assert deliver(worker) == 1
+    (request,) = receiver.requests
+    assert json.loads(request.body)["content"] == content
+    assert b'"big":1000000000000000000000000000000' in request.body
+
+
 def test_delivers_the_envelope_signed_both_ways(
     api: Api, worker: Worker, receiver: Receiver
 ) -> None:

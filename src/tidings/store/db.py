@@ -8,11 +8,13 @@ characters in text) `InvalidInput`, a locked or unreachable database `Unavailabl
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 
 from tidings.errors import Conflict, InvalidInput, Unavailable
@@ -20,11 +22,23 @@ from tidings.errors import Conflict, InvalidInput, Unavailable
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
+def json_text(value: Any) -> str:
+    """JSON columns as compact UTF-8 text, with orjson (several times faster than `json`)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # an integer beyond 64 bits, which orjson does not write
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def make_engine(url: str) -> Engine:
     """An engine with the settings each backend needs."""
+    # Read with `json`: orjson reads an integer beyond 64 bits as a float, losing digits.
+    codec = {"json_serializer": json_text, "json_deserializer": json.loads}
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            **codec,
         )
         _tune_sqlite(engine)
         return engine
@@ -36,6 +50,7 @@ def make_engine(url: str) -> Engine:
         max_overflow=20,
         pool_pre_ping=True,
         connect_args={"prepare_threshold": None},
+        **codec,
     )
 
 
