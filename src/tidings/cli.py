@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -141,11 +142,19 @@ def ensure_operator_token(settings: Settings, db: Any) -> str | None:
     return token if stored else None
 
 
+def _share_the_gil_quickly() -> None:
+    """Database work runs in threads beside the event loop; a thread back from SQLite or
+    PostgreSQL waits for the GIL up to the switch interval (5 ms by default) while the loop
+    runs. 1 ms: publish->arrival p50 20 -> 14 ms at 200 events/s, drain +10% (bench/README)."""
+    sys.setswitchinterval(0.001)
+
+
 def _start_http(settings: Settings, *, with_worker: bool) -> None:
     from tidings.api.app import build_context, create_app
     from tidings.delivery.worker import Worker
     from tidings.server import serve_http
 
+    _share_the_gil_quickly()
     db = _open(settings)
     token = ensure_operator_token(settings, db)
     context = build_context(settings, db)
@@ -215,6 +224,7 @@ def worker(
     from tidings.delivery.worker import Worker
 
     settings = load_settings(**locals())
+    _share_the_gil_quickly()
     db = _open(settings)
     context = build_context(settings, db)
     the_worker = Worker(db, settings, context.box, context.clock)

@@ -82,7 +82,7 @@ class Worker:
         # taken at once, without a database round trip: up to `concurrency` of them, and
         # per webhook up to `per_webhook` beside its `per_webhook` in flight.
         self._ready: collections.deque[queue.Job] = collections.deque()
-        self._batch_at = max(1, min(self.concurrency, self.per_webhook) // 4)
+        self._batch_at = max(1, min(self.concurrency, self.per_webhook) // 2)
         self._busy: dict[str, int] = {}  # in flight, per webhook
         self._held: dict[str, int] = {}  # in flight or waiting in `_ready`, per webhook
         self._capped: set[str] = set()  # at their cap when a claim last came back short
@@ -246,7 +246,7 @@ class Worker:
         held = self._claimed_with = dict(self._held)
 
         def claim() -> list[queue.Job]:
-            with self.db.write() as conn:
+            with self.db.write(durable=False) as conn:
                 return queue.claim(
                     conn,
                     self.worker_id,
@@ -381,7 +381,7 @@ class Worker:
     def _record(self, batch: list[queue.Outcome]) -> None:
         now = self.clock.now()
         gone = [o for o in batch if o.status_code == 410]
-        with self.db.write() as conn:
+        with self.db.write(durable=not gone) as conn:  # a 410 disables: that one waits
             queue.record(conn, self.worker_id, batch, now)
             for outcome in gone:
                 disable_webhook(conn, outcome.webhook_id, "the receiver answered 410 Gone", now)

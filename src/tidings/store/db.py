@@ -98,10 +98,15 @@ class Database:
             yield conn
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
+    def write(self, *, durable: bool = True) -> Iterator[Connection]:
+        """A write transaction. `durable=False` (PostgreSQL) commits without waiting for the
+        WAL flush: for a worker's claims and records only, whose loss in a server crash
+        means a delivery sent again (at-least-once), never a lost event."""
         with self._writer(), translate_errors(), self.engine.connect() as conn:
             conn = conn.execution_options(tidings_write=True)
             with conn.begin():
+                if not durable and not self.is_sqlite:
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 yield conn
 
     @contextmanager
