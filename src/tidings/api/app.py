@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from tidings import __version__, dashboard
 from tidings.api import problems
 from tidings.api.deps import Context
+from tidings.api.fast_publish import FastPublish
 from tidings.api.limits import BodySizeLimit, JsonBodies
 from tidings.api.routes import applications, deliveries, event_types, events, health, webhooks
 from tidings.clock import Clock, SystemClock
@@ -62,8 +63,11 @@ def _openapi_with_bearer(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-def create_app(context: Context, worker: Worker | None = None) -> FastAPI:
-    """The API; with `worker`, also the delivery worker in the same process (`tidings serve`)."""
+def create_app(
+    context: Context, worker: Worker | None = None, *, fast_publish: bool = True
+) -> FastAPI:
+    """The API; with `worker`, also the delivery worker in the same process (`tidings serve`).
+    `fast_publish=False` leaves every publish to FastAPI's route (tests compare the two)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -93,6 +97,8 @@ def create_app(context: Context, worker: Worker | None = None) -> FastAPI:
     problems.install(app)
     for module in (applications, event_types, webhooks, events, deliveries, health):
         app.include_router(module.router)
+    if fast_publish:
+        app.add_middleware(FastPublish, context=context)  # innermost: under every other
     dashboard.install(app)
     app.openapi = lambda: _openapi_with_bearer(app)  # type: ignore[method-assign]
     app.add_middleware(JsonBodies)

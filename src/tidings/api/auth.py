@@ -35,7 +35,7 @@ class Principal:
         return self.kind == "operator"
 
 
-def _is_operator_token(context: Context, token: str) -> bool:
+def is_operator_token(context: Context, token: str) -> bool:
     configured = context.settings.operator_token
     if configured:
         return hmac.compare_digest(configured.encode(), token.encode())
@@ -67,7 +67,7 @@ async def get_principal(request: Request, context: Ctx) -> Principal:
     # Async, so the operator's requests (publishing) skip the thread pool; an API key is
     # looked up in the database from a worker thread.
     token = _bearer_token(request.headers.get("authorization"))
-    if _is_operator_token(context, token):
+    if is_operator_token(context, token):
         principal = Principal(kind="operator")
     else:
         principal = await run_in_threadpool(_api_key_principal, context, token)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Response
 
 from tidings import metrics
 from tidings.api.auth import Caller, require_operator
-from tidings.api.deps import Ctx
+from tidings.api.deps import Context, Ctx
 from tidings.api.problems import COMMON_ERRORS, responses
 from tidings.api.schemas import EventAccepted, EventIn
 from tidings.domain.catalog import TEST_EVENT
@@ -55,16 +55,24 @@ async def publish(
         raise InvalidInput("TEST_EVENT is sent only by 'send a test' on one webhook")
     if idempotency_key is not None and not idempotency_key.strip():
         raise InvalidInput("Idempotency-Key must not be blank")
+    accepted = await submit(ctx, app_id, body, idempotency_key)
+    if not accepted.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    event = accepted.event
+    return EventAccepted(id=event["id"], type=event["type"], deliveries=event["delivery_count"])
+
+
+async def submit(
+    ctx: Context, app_id: str, body: EventIn, idempotency_key: str | None
+) -> events.Accepted:
+    """Write the event (answered once committed), count it, and wake an in-process worker."""
     request = events.PublishRequest(
         app_id, body.type, body.content, idempotency_key, request_hash(body)
     )
-    accepted = await ctx.publishes.submit(request)  # answered once committed
-    event = accepted.event
+    accepted = await ctx.publishes.submit(request)
     if accepted.created:
         metrics.EVENTS_PUBLISHED.labels(body.type).inc()
-        metrics.DELIVERIES_CREATED.inc(event["delivery_count"])
-        if event["delivery_count"]:
+        metrics.DELIVERIES_CREATED.inc(accepted.event["delivery_count"])
+        if accepted.event["delivery_count"]:
             ctx.notify()
-    else:
-        response.headers["Idempotent-Replayed"] = "true"
-    return EventAccepted(id=event["id"], type=event["type"], deliveries=event["delivery_count"])
+    return accepted
