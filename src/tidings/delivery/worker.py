@@ -18,6 +18,8 @@ import random
 import socket
 from typing import Any
 
+from sqlalchemy import Connection
+
 from tidings import __version__, metrics
 from tidings.clock import Clock
 from tidings.config import Settings
@@ -44,6 +46,7 @@ MAX_WEBHOOK_TIMEOUT_S = 30.0
 CLAIM_BATCH = 200
 POLL_INTERVAL_S = 0.1
 DEEP_CLAIM_INTERVAL_S = 1.0
+RECORD_DELAY_S = 0.02  # how long finished attempts wait for a claim to record them
 HOUSEKEEPING_INTERVAL_S = 5.0
 PURGE_INTERVAL_S = 3600.0
 PURGE_BATCHES_PER_RUN = 200  # at most 100,000 deliveries an hour from one worker
@@ -244,9 +247,15 @@ class Worker:
         if deep:
             self._last_deep = now
         held = self._claimed_with = dict(self._held)
+        # Outcomes waiting to be recorded go in the claim's transaction: one transaction
+        # (and one turn of SQLite's write lock) instead of two.
+        outcomes, self._outcomes = self._outcomes, []
+        durable = not any(o.status_code == 410 for o in outcomes)  # a 410 disables a webhook
 
         def claim() -> list[queue.Job]:
-            with self.db.write(durable=False) as conn:
+            with self.db.write(durable=durable) as conn:
+                if outcomes:
+                    self._record_in(conn, outcomes, self.clock.now())
                 return queue.claim(
                     conn,
                     self.worker_id,
@@ -258,7 +267,11 @@ class Worker:
                     deep=deep,
                 )
 
-        return await asyncio.to_thread(claim)
+        try:
+            return await asyncio.to_thread(claim)
+        except BaseException:
+            self._outcomes[:0] = outcomes  # not recorded: keep them for the next try
+            raise
 
     # -- one delivery ------------------------------------------------------------------
 
@@ -360,6 +373,9 @@ class Worker:
     async def _flush_forever(self) -> None:
         while True:
             await self._outcomes_ready.wait()
+            # A claim made meanwhile records them in its own transaction; what is left after
+            # this short wait is recorded alone.
+            await asyncio.sleep(RECORD_DELAY_S)
             self._outcomes_ready.clear()
             try:
                 await self._flush()
@@ -379,11 +395,14 @@ class Worker:
             raise
 
     def _record(self, batch: list[queue.Outcome]) -> None:
-        now = self.clock.now()
-        gone = [o for o in batch if o.status_code == 410]
+        gone = any(o.status_code == 410 for o in batch)
         with self.db.write(durable=not gone) as conn:  # a 410 disables: that one waits
-            queue.record(conn, self.worker_id, batch, now)
-            for outcome in gone:
+            self._record_in(conn, batch, self.clock.now())
+
+    def _record_in(self, conn: Connection, batch: list[queue.Outcome], now: float) -> None:
+        queue.record(conn, self.worker_id, batch, now)
+        for outcome in batch:
+            if outcome.status_code == 410:
                 disable_webhook(conn, outcome.webhook_id, "the receiver answered 410 Gone", now)
 
     # -- housekeeping --------------------------------------------------------------------
