@@ -26,7 +26,7 @@ from tidings.config import Settings
 from tidings.crypto import SecretBox
 from tidings.delivery.sender import Response, Sender
 from tidings.domain import retry
-from tidings.domain.catalog import envelope_body
+from tidings.domain.catalog import envelope_json
 from tidings.domain.signing import delivery_headers
 from tidings.errors import Unavailable
 from tidings.store import queue, retention
@@ -285,7 +285,7 @@ class Worker:
         if wait > 0:  # a rate-limited webhook's slot, at most a second away
             await asyncio.sleep(wait)
         now = self.clock.now()
-        body = envelope_body(job.event_type, job.content, job.timestamp)
+        body = envelope_json(job.event_type, job.content_json, job.timestamp)
         headers = delivery_headers(
             delivery_id=job.delivery_id,
             timestamp=int(now),

@@ -75,6 +75,14 @@ def envelope_body(event_type: str, content: Mapping[str, Any], timestamp: int) -
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def envelope_json(event_type: str, content_json: str, timestamp: int) -> bytes:
+    """`envelope_body` from the content's stored JSON text, spliced in (no decode, no
+    encode). Tidings stores content as `envelope_body` writes it (compact orjson), so the
+    bytes are the same; older rows keep their stored spacing, the same on every attempt."""
+    type_json = orjson.dumps(event_type).decode()
+    return f'{{"content":{content_json},"timestamp":{int(timestamp)},"type":{type_json}}}'.encode()
+
+
 def test_event_content(user_uuid: uuid.UUID | None = None) -> dict[str, Any]:
     """The content of the test event that 'send a test' delivers."""
     return {"item_id": 1234567890, "status": 0, "user_uuid": str(user_uuid or uuid.uuid4())}

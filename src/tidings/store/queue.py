@@ -9,11 +9,12 @@ that runs out; `release_expired()` puts them back, and another worker takes them
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Text, bindparam, cast, func, insert, select, update
 from sqlalchemy.orm import aliased
 
 from tidings.domain.ids import new_id
@@ -28,10 +29,15 @@ class Job:
     application_id: str
     attempt_count: int  # attempts made before this one
     event_type: str
-    content: dict[str, Any]
+    content_json: str  # the event's content as stored: JSON text, spliced into the body
     timestamp: int
     webhook: dict[str, Any] | None  # None when the webhook is gone
     not_before: float = 0.0  # a rate-limited webhook's slot: do not start before this
+
+    @property
+    def content(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.content_json)
+        return value
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,10 @@ class Outcome:
     succeeded: bool
     next_attempt_at: float | None  # None: finished (succeeded, or failed for good)
 
+
+# The content column as its JSON text: the worker splices it into the body rather than
+# decoding and encoding it again (`catalog.envelope_json`).
+_CONTENT_TEXT = cast(events.c.content, Text).label("content_json")
 
 # A rate-limited webhook's deliveries are claimed at most this far ahead of their slot.
 RATE_HORIZON_S = 1.0
@@ -113,15 +123,22 @@ def claim(
     webhook_rows = _by_id(conn, webhooks, {row.webhook_id for row in claimed})
     slots = _rate_slots(conn, claimed, webhook_rows, now)
     claimed = [row for row in claimed if row.id in slots]
-    event_rows = _by_id(conn, events, {row.event_id for row in claimed})
+    event_rows = {
+        e.id: e
+        for e in conn.execute(
+            select(events.c.id, events.c.type, _CONTENT_TEXT, events.c.timestamp).where(
+                events.c.id.in_({row.event_id for row in claimed})
+            )
+        )
+    }
     return [
         Job(
             delivery_id=row.id,
             application_id=row.application_id,
             attempt_count=row.attempt_count,
-            event_type=event_rows[row.event_id]["type"],
-            content=event_rows[row.event_id]["content"],
-            timestamp=event_rows[row.event_id]["timestamp"],
+            event_type=event_rows[row.event_id].type,
+            content_json=event_rows[row.event_id].content_json,
+            timestamp=event_rows[row.event_id].timestamp,
             webhook=webhook_rows.get(row.webhook_id),
             not_before=slots[row.id],
         )
