@@ -17,12 +17,14 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.integration.conftest import Api, make_settings
 from tests.support.receiver import Receiver
-from tidings.clock import ManualClock
+from tidings.api.app import create_app
+from tidings.clock import ManualClock, SystemClock
 from tidings.config import Settings
 from tidings.delivery.worker import Worker
 from tidings.store import queue
@@ -497,3 +499,34 @@ def test_concurrent_workers_never_claim_the_same_delivery(api: Api, clock: Manua
     with api.context.db.read() as conn:
         leased = dict(conn.execute(select(deliveries.c.id, deliveries.c.leased_by)).all())
     assert all(leased[d] == name for name, ids in claimed.items() for d in ids)
+
+
+def test_serve_hands_new_deliveries_to_its_worker_without_a_claim(
+    api: Api, receiver: Receiver
+) -> None:
+    """In `tidings serve`, a publish leases its deliveries to the worker of the same process
+    as it writes them; FIFO and rate-limited webhooks still go through the claim."""
+    api.context.clock = SystemClock()
+    plain = api.create_webhook(url=receiver.url("/ok"), events=["item.created"])
+    fifo = api.create_webhook(url=receiver.url("/ok"), events=["item.created"], ordering="fifo")
+    ctx = api.context
+    worker = Worker(ctx.db, ctx.settings, ctx.box, ctx.clock, poll_interval_s=0.05)
+    with TestClient(create_app(ctx, worker)) as client:
+        deadline = time.monotonic() + 10
+        while worker.taker() is None and time.monotonic() < deadline:  # its loop has started
+            time.sleep(0.01)
+        for n in range(20):
+            r = client.post(
+                f"/v1/applications/{api.app_id}/events",
+                json={"type": "item.created", "content": {"n": n}},
+                headers={"Authorization": f"Bearer {api.operator}"},
+            )
+            assert r.status_code == 202 and r.json()["deliveries"] == 2
+        arrived = receiver.wait_for(40, timeout=20)
+    assert len(arrived) == 40
+    assert worker.handed_over == 20  # the plain webhook's, not the FIFO one's
+    with ctx.db.read() as conn:
+        statuses = conn.execute(select(deliveries.c.webhook_id, deliveries.c.status)).all()
+        assert {s for _w, s in statuses} == {"succeeded"}
+        assert conn.execute(select(webhooks.c.ordering)).scalars().all().count("fifo") == 1
+    assert {w for w, _s in statuses} == {plain["id"], fifo["id"]}

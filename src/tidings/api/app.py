@@ -76,6 +76,8 @@ def create_app(
         if worker is not None:
             task = asyncio.create_task(worker.run(stop))
             context.notify = worker.wake
+            context.taker = worker.taker
+            context.handoff = worker.accept
         try:
             yield
         finally:

@@ -16,6 +16,7 @@ from tidings.store import events
 from tidings.store.db import Database
 from tidings.store.events import Accepted, PublishRequest
 from tidings.store.group_commit import GroupCommit
+from tidings.store.queue import Job
 
 
 @dataclass
@@ -27,6 +28,10 @@ class Context:
     operator_token_hash: str | None = field(default=None)
     # Called after a commit that made deliveries due now (wakes an in-process worker).
     notify: Callable[[], None] = field(default=lambda: None)
+    # An in-process worker (`tidings serve`) takes new deliveries as they are written
+    # (`taker`, in the publish writer thread) and is handed them after the commit (`handoff`).
+    taker: Callable[[], events.Taker | None] = field(default=lambda: None)
+    handoff: Callable[[tuple[Job, ...]], None] = field(default=lambda _jobs: None)
     limiter: RateLimiter | None = None
     operator_limiter: RateLimiter | None = None
     # Publishes are written in batches by one thread (see store.group_commit).
@@ -35,7 +40,9 @@ class Context:
     def __post_init__(self) -> None:
         self.publishes = GroupCommit(
             self.db,
-            lambda conn, requests: events.publish_many(conn, requests, self.clock.now()),
+            lambda conn, requests: events.publish_many(
+                conn, requests, self.clock.now(), self.taker()
+            ),
             lambda conn, request: events.publish(conn, request, self.clock.now()),
             name="publish-writer",
         )

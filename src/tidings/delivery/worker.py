@@ -94,6 +94,9 @@ class Worker:
         self._claim_cap = 2 * self.per_webhook  # in flight or waiting, per webhook
         self._claimed_with: dict[str, int] = {}  # `_held` as the last claim counted it
         self._active_sender: Sender | None = None
+        self._stopping = False
+        self.handed_over = 0  # deliveries a publish gave this worker without a claim
+        self._tasks: set[asyncio.Future[Any]] = set()
         self._secret_cache: dict[tuple[str, str, str | None], list[str]] = {}
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -230,6 +233,37 @@ class Worker:
             self._slot_free.set()
         elif self._more_due or fifo:  # a FIFO webhook's next delivery is due now
             self._slot_free.set()
+
+    # -- new deliveries handed over by the API in the same process (`tidings serve`) --------
+
+    def taker(self) -> _Taker | None:
+        """For the publish writer thread: takes new deliveries that can start at once (slots
+        free, the webhook under its cap), so they need no claim. None when not running."""
+        if self._active_sender is None or self._stopping:
+            return None
+        return _Taker(self, self.concurrency - len(self._inflight) - len(self._ready))
+
+    def accept(self, jobs: tuple[queue.Job, ...]) -> None:
+        """Start the deliveries a publish leased to this worker (on the event loop)."""
+        if self._stopping:  # too late to send them: give them back at once
+            ids = [job.delivery_id for job in jobs]
+            self._background(asyncio.to_thread(self._release, ids))
+            return
+        for job in jobs:
+            webhook_id = _webhook_id(job)
+            self._held[webhook_id] = self._held.get(webhook_id, 0) + 1
+        self._ready.extend(jobs)
+        self.handed_over += len(jobs)
+        self._pump()
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def busy(self, webhook_id: str) -> int:
+        """Deliveries in flight to `webhook_id` (safe to read from another thread)."""
+        return self._busy.get(webhook_id, 0)
 
     def _capped_in_claim(self, jobs: list[queue.Job]) -> set[str]:
         """The webhooks that were at their cap in the last claim's count."""
@@ -445,6 +479,7 @@ class Worker:
 
     async def _drain(self, timeout_s: float) -> None:
         """Let in-flight deliveries finish (up to `timeout_s`), then give back the rest."""
+        self._stopping = True
         waiting = [job.delivery_id for job in self._ready]
         self._ready.clear()
         if waiting:
@@ -463,6 +498,26 @@ class Worker:
     def _release(self, delivery_ids: list[str]) -> None:
         with self.db.write() as conn:
             queue.release(conn, self.worker_id, delivery_ids, self.clock.now())
+
+
+class _Taker:
+    """One publish batch's share of a worker's free slots (see `Worker.taker`)."""
+
+    def __init__(self, worker: Worker, room: int) -> None:
+        self.worker_id = worker.worker_id
+        self.lease_s = worker.lease_s
+        self._worker = worker
+        self._room = room
+        self._taken: dict[str, int] = {}
+
+    def take(self, webhook: dict[str, Any]) -> bool:
+        webhook_id = webhook["id"]
+        taken = self._taken.get(webhook_id, 0)
+        if self._room <= 0 or self._worker.busy(webhook_id) + taken >= self._worker.per_webhook:
+            return False
+        self._taken[webhook_id] = taken + 1
+        self._room -= 1
+        return True
 
 
 def _webhook_id(job: queue.Job) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -12,6 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from tidings.domain.catalog import TEST_EVENT, subscribes
 from tidings.domain.ids import new_id
 from tidings.errors import Conflict, InvalidInput, NotFound, TidingsError
+from tidings.store.db import json_text
+from tidings.store.queue import Job
 from tidings.store.tables import applications, deliveries, event_types, events, webhooks
 
 
@@ -19,6 +21,18 @@ from tidings.store.tables import applications, deliveries, event_types, events, 
 class Accepted:
     event: dict[str, Any]
     created: bool  # False when the Idempotency-Key replayed an earlier event
+    # Deliveries leased at once to an in-process worker (`tidings serve`), to hand it.
+    jobs: tuple[Job, ...] = ()
+
+
+class Taker(Protocol):
+    """An in-process worker that takes new deliveries as they are written (no claim)."""
+
+    worker_id: str
+    lease_s: float
+
+    def take(self, webhook: dict[str, Any]) -> bool:
+        """Whether it takes one more new delivery to `webhook` (called per delivery)."""
 
 
 def known_event_types(conn: Connection) -> dict[str, str]:
@@ -46,7 +60,10 @@ class PublishRequest:
 
 
 def publish_many(
-    conn: Connection, requests: Sequence[PublishRequest], now: float
+    conn: Connection,
+    requests: Sequence[PublishRequest],
+    now: float,
+    taker: Taker | None = None,
 ) -> list[Accepted | TidingsError]:
     """Store many events and their deliveries in the caller's transaction, with a fixed number
     of statements whatever their count (group commit): each request's answer is its
@@ -58,13 +75,12 @@ def publish_many(
         conn.execute(select(applications.c.id).where(applications.c.id.in_(app_ids))).scalars()
     )
     types = known_event_types(conn)
-    hooks: dict[str, list[Any]] = {}
-    for hook in conn.execute(
-        select(webhooks.c.id, webhooks.c.events, webhooks.c.application_id).where(
-            webhooks.c.application_id.in_(found), webhooks.c.enabled.is_(True)
-        )
-    ):
-        hooks.setdefault(hook.application_id, []).append(hook)
+    hooks: dict[str, list[dict[str, Any]]] = {}
+    query = select(webhooks).where(
+        webhooks.c.application_id.in_(found), webhooks.c.enabled.is_(True)
+    )
+    for row in conn.execute(query).mappings():
+        hooks.setdefault(row["application_id"], []).append(dict(row))
     earlier = _earlier_by_key(conn, [r for r in requests if r.idempotency_key is not None])
     results: list[Accepted | TidingsError] = []
     new_events: list[dict[str, Any]] = []
@@ -82,7 +98,7 @@ def publish_many(
         if r.idempotency_key is not None and key in earlier:
             results.append(_replayed(earlier[key], r.request_hash))
             continue
-        targets = [h.id for h in hooks.get(r.app_id, ()) if subscribes(h.events, r.event_type)]
+        targets = [h for h in hooks.get(r.app_id, ()) if subscribes(h["events"], r.event_type)]
         event = {
             "id": new_id("evt", now),
             "application_id": r.app_id,
@@ -97,13 +113,40 @@ def publish_many(
         if r.idempotency_key is not None:
             earlier[key] = event
         new_events.append(event)
-        new_deliveries += [new_delivery(r.app_id, event, w, now) for w in targets]
-        results.append(Accepted(event, created=True))
+        jobs = []
+        for hook in targets:
+            delivery = new_delivery(r.app_id, event, hook["id"], now)
+            if taker is not None and _takeable(hook) and taker.take(hook):
+                delivery.update(
+                    status="delivering",
+                    leased_by=taker.worker_id,
+                    lease_expires_at=now + taker.lease_s,
+                )
+                jobs.append(_job(delivery, event, hook))
+            new_deliveries.append(delivery)
+        results.append(Accepted(event, created=True, jobs=tuple(jobs)))
     if new_events:
         conn.execute(insert(events), new_events)
     if new_deliveries:
         conn.execute(insert(deliveries), new_deliveries)
     return results
+
+
+def _takeable(hook: dict[str, Any]) -> bool:
+    """FIFO and rate-limited webhooks go through the claim, which keeps their rules."""
+    return hook["ordering"] != "fifo" and not hook["rate_limit"]
+
+
+def _job(delivery: dict[str, Any], event: dict[str, Any], hook: dict[str, Any]) -> Job:
+    return Job(
+        delivery_id=delivery["id"],
+        application_id=delivery["application_id"],
+        attempt_count=0,
+        event_type=event["type"],
+        content_json=json_text(event["content"]),
+        timestamp=event["timestamp"],
+        webhook=hook,
+    )
 
 
 def _earlier_by_key(

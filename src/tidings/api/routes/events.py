@@ -73,6 +73,8 @@ async def submit(
     if accepted.created:
         metrics.EVENTS_PUBLISHED.labels(body.type).inc()
         metrics.DELIVERIES_CREATED.inc(accepted.event["delivery_count"])
-        if accepted.event["delivery_count"]:
+        if accepted.jobs:  # leased to the worker of this process as they were written
+            ctx.handoff(accepted.jobs)
+        if accepted.event["delivery_count"] > len(accepted.jobs):
             ctx.notify()
     return accepted
