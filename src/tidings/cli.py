@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sys
+from collections.abc import Iterator
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -437,10 +439,26 @@ WebhookTimeout = Annotated[
 Ordering = Annotated[str | None, typer.Option("--ordering", help="unordered or fifo")]
 
 
-def _webhook_context(settings: Settings) -> Any:
+@contextlib.contextmanager
+def _webhook_context(
+    database_url: str | None, encryption_key: str | None, allow_private_targets: bool | None
+) -> Iterator[Any]:
+    """The API's context for `webhooks create|update` (which share the API's rules); an
+    error the rules raise ends the command with its message."""
     from tidings.api.app import build_context
 
-    return build_context(settings, _open(settings))
+    settings = load_settings(
+        database_url=database_url,
+        encryption_key=encryption_key,
+        allow_private_targets=allow_private_targets,
+    )
+    context = build_context(settings, _open(settings))
+    try:
+        yield context
+    except TidingsError as exc:
+        fail(exc.detail)
+    finally:
+        context.db.dispose()
 
 
 @webhooks_cli.command("create")
@@ -473,20 +491,10 @@ def webhooks_create(
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
     body = _validated(WebhookIn, **fields)
-    settings = load_settings(
-        database_url=database_url,
-        encryption_key=encryption_key,
-        allow_private_targets=allow_private_targets,
-    )
-    context = _webhook_context(settings)
-    try:
+    with _webhook_context(database_url, encryption_key, allow_private_targets) as context:
         with context.db.read() as conn:
             accounts.get_application(conn, app_id)
         row, secret = webhook_rules.create(context, app_id, body)
-    except TidingsError as exc:
-        fail(exc.detail)
-    finally:
-        context.db.dispose()
     if quiet:
         typer.echo(secret)
         return
@@ -543,18 +551,8 @@ def webhooks_update(
         "enabled": enable,
     }
     body = _validated(WebhookPatch, **{k: v for k, v in given.items() if v is not None})
-    settings = load_settings(
-        database_url=database_url,
-        encryption_key=encryption_key,
-        allow_private_targets=allow_private_targets,
-    )
-    context = _webhook_context(settings)
-    try:
+    with _webhook_context(database_url, encryption_key, allow_private_targets) as context:
         row = webhook_rules.update(context, app_id, webhook_id, body)
-    except TidingsError as exc:
-        fail(exc.detail)
-    finally:
-        context.db.dispose()
     typer.echo(_webhook_line(row))
 
 
