@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import socket
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection
@@ -173,11 +174,7 @@ class Worker:
                     log.warning("cannot claim deliveries: %s", exc.__cause__ or exc)
                     await _wait_any(stop, seconds=1.0)
                     continue
-                for job in jobs:
-                    webhook_id = _webhook_id(job)
-                    self._held[webhook_id] = self._held.get(webhook_id, 0) + 1
-                self._ready.extend(jobs)
-                self._pump()
+                self._hold(jobs)
                 self._more_due = len(jobs) == limit
                 if self._more_due:
                     timed_out = True  # look again as soon as there is room
@@ -197,6 +194,14 @@ class Worker:
             timed_out = not await _wait_any(
                 stop, self._wake, self._slot_free, seconds=self.poll_interval_s
             )
+
+    def _hold(self, jobs: Iterable[queue.Job]) -> None:
+        """Queue leased deliveries for a slot (counted per webhook), and start what fits."""
+        for job in jobs:
+            webhook_id = _webhook_id(job)
+            self._held[webhook_id] = self._held.get(webhook_id, 0) + 1
+            self._ready.append(job)
+        self._pump()
 
     def _pump(self) -> None:
         """Start waiting deliveries while slots are free, oldest first, skipping those whose
@@ -249,12 +254,8 @@ class Worker:
             ids = [job.delivery_id for job in jobs]
             self._background(asyncio.to_thread(self._release, ids))
             return
-        for job in jobs:
-            webhook_id = _webhook_id(job)
-            self._held[webhook_id] = self._held.get(webhook_id, 0) + 1
-        self._ready.extend(jobs)
+        self._hold(jobs)
         self.handed_over += len(jobs)
-        self._pump()
 
     def _background(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -284,7 +285,7 @@ class Worker:
         # Outcomes waiting to be recorded go in the claim's transaction: one transaction
         # (and one turn of SQLite's write lock) instead of two.
         outcomes, self._outcomes = self._outcomes, []
-        durable = not any(o.status_code == 410 for o in outcomes)  # a 410 disables a webhook
+        durable = _durable(outcomes)
 
         def claim() -> list[queue.Job]:
             with self.db.write(durable=durable) as conn:
@@ -429,8 +430,7 @@ class Worker:
             raise
 
     def _record(self, batch: list[queue.Outcome]) -> None:
-        gone = any(o.status_code == 410 for o in batch)
-        with self.db.write(durable=not gone) as conn:  # a 410 disables: that one waits
+        with self.db.write(durable=_durable(batch)) as conn:
             self._record_in(conn, batch, self.clock.now())
 
     def _record_in(self, conn: Connection, batch: list[queue.Outcome], now: float) -> None:
@@ -518,6 +518,12 @@ class _Taker:
         self._taken[webhook_id] = taken + 1
         self._room -= 1
         return True
+
+
+def _durable(outcomes: Iterable[queue.Outcome]) -> bool:
+    """Whether recording `outcomes` must wait for the flush to disk: a 410 disables a
+    webhook, which must not be lost; an attempt's record may (it is only sent again)."""
+    return not any(o.status_code == 410 for o in outcomes)
 
 
 def _webhook_id(job: queue.Job) -> str:
