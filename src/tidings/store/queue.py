@@ -163,22 +163,20 @@ def _due(
     """Due deliveries of unordered webhooks, oldest first, leaving out saturated webhooks and
     what was chosen already; among the oldest `window` due ones (None: all of them)."""
     fifo = select(webhooks.c.id).where(webhooks.c.ordering == "fifo").scalar_subquery()
-    due = [
+    due = (
         deliveries.c.status == "pending",
         deliveries.c.next_attempt_at <= now,
         deliveries.c.webhook_id.not_in(fifo),
-    ]
-    if saturated:
-        due.append(deliveries.c.webhook_id.not_in(saturated))
-    if chosen:
-        due.append(deliveries.c.id.not_in(chosen))
+    )
     if window is None or not saturated:  # nothing to leave out: the oldest due are the ones
-        query = select(deliveries.c.id, deliveries.c.webhook_id).where(*due)
+        query = select(deliveries.c.id, deliveries.c.webhook_id).where(
+            *due, *_left_out(deliveries.c, saturated, chosen)
+        )
         return _locked(conn, query.order_by(deliveries.c.next_attempt_at).limit(limit))
     # Among the oldest `window` due deliveries only (read from the index alone on SQLite).
     oldest = (
         select(deliveries.c.id, deliveries.c.webhook_id, deliveries.c.next_attempt_at)
-        .where(*due[:3])
+        .where(*due)
         .order_by(deliveries.c.next_attempt_at)
         .limit(window)
     )
@@ -186,16 +184,22 @@ def _due(
         query = select(deliveries.c.id, deliveries.c.webhook_id).where(
             deliveries.c.id.in_(oldest.with_only_columns(deliveries.c.id).scalar_subquery()),
             deliveries.c.status == "pending",
-            *due[3:],
+            *_left_out(deliveries.c, saturated, chosen),
         )
         return _locked(conn, query.order_by(deliveries.c.next_attempt_at).limit(limit))
     w = oldest.subquery()
-    query = select(w.c.id, w.c.webhook_id)
-    if saturated:
-        query = query.where(w.c.webhook_id.not_in(saturated))
-    if chosen:
-        query = query.where(w.c.id.not_in(chosen))
+    query = select(w.c.id, w.c.webhook_id).where(*_left_out(w.c, saturated, chosen))
     return query.order_by(w.c.next_attempt_at).limit(limit)
+
+
+def _left_out(columns: Any, saturated: list[str], chosen: list[str]) -> list[Any]:
+    """Conditions leaving out saturated webhooks and deliveries chosen already."""
+    conditions = []
+    if saturated:
+        conditions.append(columns.webhook_id.not_in(saturated))
+    if chosen:
+        conditions.append(columns.id.not_in(chosen))
+    return conditions
 
 
 def _lease(
@@ -242,11 +246,13 @@ def _fifo_heads(now: float, limit: int) -> Any:
     )
 
 
-def _unclaim(conn: Connection, ids: list[str], now: float, due_at: float | None = None) -> None:
-    values: dict[str, Any] = {"status": "pending", "lease_expires_at": None, "leased_by": None}
-    if due_at is not None:
-        values["next_attempt_at"] = due_at
-    conn.execute(update(deliveries).where(deliveries.c.id.in_(ids)).values(**values))
+def _unclaim(conn: Connection, ids: list[str], due_at: float) -> None:
+    """Give back claimed deliveries that may not start yet, due again at `due_at`."""
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(ids))
+        .values(status="pending", lease_expires_at=None, leased_by=None, next_attempt_at=due_at)
+    )
 
 
 def _rate_slots(
@@ -278,7 +284,7 @@ def _rate_slots(
         )
         later = [row.id for row in rows[len(keep) :]]
         if later:
-            _unclaim(conn, later, now, due_at=next_free)
+            _unclaim(conn, later, next_free)
             for delivery_id in later:
                 del slots[delivery_id]
     return slots
