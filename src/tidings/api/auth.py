@@ -43,7 +43,7 @@ def is_operator_token(context: Context, token: str) -> bool:
     return stored is not None and hmac.compare_digest(stored, hash_token(token))
 
 
-def _bearer_token(authorization: str | None) -> str:
+def bearer_token(authorization: str | None) -> str:
     if not authorization:
         raise Unauthenticated("send Authorization: Bearer <operator token or API key>")
     scheme, _, token = authorization.partition(" ")
@@ -66,7 +66,7 @@ def _api_key_principal(context: Context, token: str) -> Principal:
 async def get_principal(request: Request, context: Ctx) -> Principal:
     # Async, so the operator's requests (publishing) skip the thread pool; an API key is
     # looked up in the database from a worker thread.
-    token = _bearer_token(request.headers.get("authorization"))
+    token = bearer_token(request.headers.get("authorization"))
     if is_operator_token(context, token):
         principal = Principal(kind="operator")
     else:

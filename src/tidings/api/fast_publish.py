@@ -18,13 +18,15 @@ import json
 import re
 
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tidings.api.auth import is_operator_token
+from tidings.api.auth import bearer_token, is_operator_token
 from tidings.api.deps import Context
+from tidings.api.limits import replay
 from tidings.api.routes.events import submit
 from tidings.api.schemas import EventIn
 from tidings.domain.catalog import TEST_EVENT
+from tidings.errors import Unauthenticated
 
 PUBLISH_PATH = re.compile(r"/v1/applications/([^/]+)/events")
 MAX_IDEMPOTENCY_KEY = 255  # as the route's Idempotency-Key header declares
@@ -48,12 +50,14 @@ class FastPublish:
         if body is None:  # the client went away
             return
         if not await self._answer(match.group(1), headers, body, send):
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
 
     def _is_operator(self, authorization: str | None) -> bool:
-        scheme, _, token = (authorization or "").partition(" ")
-        token = token.strip()
-        return scheme.lower() == "bearer" and bool(token) and is_operator_token(self.context, token)
+        try:
+            token = bearer_token(authorization)
+        except Unauthenticated:
+            return False
+        return is_operator_token(self.context, token)
 
     async def _answer(self, app_id: str, headers: dict[str, str], body: bytes, send: Send) -> bool:
         """Publish and answer 202; False (having sent nothing) to leave it to FastAPI."""
@@ -108,16 +112,3 @@ async def _read_body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    replayed = False
-
-    async def again() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return again
