@@ -66,20 +66,26 @@ def envelope(event_type: str, content: Mapping[str, Any], timestamp: int) -> dic
     return {"content": dict(content), "timestamp": timestamp, "type": event_type}
 
 
+def compact_json(value: Any) -> str:
+    """Compact UTF-8 JSON, as bodies are sent and JSON columns stored: orjson (~10x faster
+    than `json` for a 1 KB body), or `json` for an integer beyond 64 bits, which orjson
+    does not write (the output is the same either way)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def envelope_body(event_type: str, content: Mapping[str, Any], timestamp: int) -> bytes:
     """The exact bytes that are sent and signed: compact JSON, the same on every attempt."""
-    data = envelope(event_type, content, timestamp)
-    try:  # orjson: the same compact UTF-8 JSON, ~10x faster for a 1 KB body
-        return orjson.dumps(data)
-    except TypeError:  # an integer beyond 64 bits, which orjson does not write
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return compact_json(envelope(event_type, content, timestamp)).encode()
 
 
 def envelope_json(event_type: str, content_json: str, timestamp: int) -> bytes:
     """`envelope_body` from the content's stored JSON text, spliced in (no decode, no
     encode). Tidings stores content as `envelope_body` writes it (compact orjson), so the
     bytes are the same; older rows keep their stored spacing, the same on every attempt."""
-    type_json = orjson.dumps(event_type).decode()
+    type_json = compact_json(event_type)
     return f'{{"content":{content_json},"timestamp":{int(timestamp)},"type":{type_json}}}'.encode()
 
 

@@ -9,10 +9,9 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from tidings.domain.catalog import TEST_EVENT, subscribes
+from tidings.domain.catalog import TEST_EVENT, compact_json, subscribes
 from tidings.domain.ids import new_id
 from tidings.errors import Conflict, InvalidInput, NotFound, TidingsError
-from tidings.store.db import json_text
 from tidings.store.queue import Job
 from tidings.store.tables import applications, deliveries, event_types, events, webhooks
 
@@ -143,7 +142,7 @@ def _job(delivery: dict[str, Any], event: dict[str, Any], hook: dict[str, Any]) 
         application_id=delivery["application_id"],
         attempt_count=0,
         event_type=event["type"],
-        content_json=json_text(event["content"]),
+        content_json=compact_json(event["content"]),
         timestamp=event["timestamp"],
         webhook=hook,
     )
