@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import itertools
 import json
 import os
 import signal
@@ -184,6 +185,72 @@ def start_tidings(name: str, command: str, env: dict[str, str], log_dir: Path) -
     return Proc(name, [sys.executable, "-m", "tidings", command], env, log_dir, log_dir)
 
 
+# -- CPU used by processes, sampled --------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a live process has used (from /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class CpuWatch:
+    """Samples the CPU seconds of some processes every `every_s` (wall clock `time.time()`,
+    the receiver's clock for arrivals), so the CPU a process spent between two arrival
+    times can be read afterwards: startup and shutdown are left out, unlike a before/after.
+    """
+
+    def __init__(self, pids: dict[str, int], every_s: float = 0.02) -> None:
+        self.pids = pids
+        self.every_s = every_s
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def sample(self) -> None:
+        got = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.samples.append((time.time(), {k: v for k, v in got.items() if v is not None}))
+
+    async def _run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(self.every_s)
+
+    def __enter__(self) -> CpuWatch:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def _at(self, name: str, when: float) -> float | None:
+        """CPU seconds of `name` at `when`, interpolated between the samples around it."""
+        points = [(t, cpu[name]) for t, cpu in self.samples if name in cpu]
+        for (t0, c0), (t1, c1) in itertools.pairwise(points):
+            if t0 <= when <= t1:
+                return c0 + (c1 - c0) * ((when - t0) / (t1 - t0) if t1 > t0 else 0.0)
+        return None
+
+    def between(self, start: float | None, end: float | None) -> dict[str, float]:
+        """CPU seconds each process used from `start` to `end` (those sampled on both sides)."""
+        if start is None or end is None:
+            return {}
+        used = {}
+        for name in self.pids:
+            before, after = self._at(name, start), self._at(name, end)
+            if before is not None and after is not None:
+                used[name] = after - before
+        return used
+
+
+def cpu_per_item_us(used: dict[str, float], count: int) -> dict[str, float]:
+    """CPU microseconds per delivery (or request) for each process."""
+    return {name: round(1e6 * s / count, 1) for name, s in used.items()} if count else {}
+
+
 # -- the receiver ---------------------------------------------------------------------------
 
 
@@ -267,9 +334,12 @@ async def run_ceiling(
         loop,
     ]
     proc = Proc(f"ceiling-{loop}", args, dict(os.environ), log_dir, log_dir)
+    watch = CpuWatch({"ceiling": proc.pid, "receiver": receiver.proc.pid})
     try:
-        while proc.alive():  # noqa: ASYNC110 - a child process, not an event
-            await asyncio.sleep(0.05)
+        with watch:
+            while proc.alive():
+                watch.sample()
+                await asyncio.sleep(0.02)
     finally:
         proc.stop()
         forget(proc)
@@ -285,6 +355,9 @@ async def run_ceiling(
         "arrived": stats["count"],
         "span_s": span,
         "client": client,
+        "cpu_us_per_request": cpu_per_item_us(
+            watch.between(stats["first_at"], stats["last_at"]), stats["count"]
+        ),
     }
 
 

@@ -273,7 +273,10 @@ async def drain_once(
                 await api.wait_http(f"http://{harness.LOCAL}:{api_port}/healthz")
         for i in range(workers):
             procs.append(start_tidings(f"{tag}-worker{i}", "worker", ctx.env(db_url), ctx.work))
-        summary = await ctx.receiver.wait_for(n, ctx.sizes.wait_s, "/hook", watch=procs)
+        pids = {p.name: p.pid for p in procs} | {"receiver": ctx.receiver.proc.pid}
+        with harness.CpuWatch(pids) as watch:
+            summary = await ctx.receiver.wait_for(n, ctx.sizes.wait_s, "/hook", watch=procs)
+            watch.sample()
         if with_api:  # it must be serving beside the workers
             await api.wait_http(f"http://{harness.LOCAL}:{api_port}/healthz")
         profile_pids = [p.pid for p in procs if "worker" in p.name]
@@ -291,6 +294,9 @@ async def drain_once(
         "statuses_after": statuses,
         "exit_codes": codes,
         "worker_pids": profile_pids,
+        "cpu_us_per_delivery": harness.cpu_per_item_us(
+            watch.between(summary["first_at"], summary["last_at"]), summary["count"]
+        ),
     }
 
 
@@ -334,6 +340,13 @@ async def serve_with_hooks(
     return proc, app_id
 
 
+def serve_cpu(ctx: Ctx, serve: Proc) -> harness.CpuWatch:
+    """CPU of `serve`, the receiver and this runner (whose event loop runs the publishers)."""
+    return harness.CpuWatch(
+        {"serve": serve.pid, "receiver": ctx.receiver.proc.pid, "bench (publishers)": os.getpid()}
+    )
+
+
 async def case_e2e(ctx: Ctx) -> Result:
     n = ctx.sizes.e2e
     ceiling = await run_ceiling(ctx.receiver, n, ctx.work)
@@ -341,9 +354,13 @@ async def case_e2e(ctx: Ctx) -> Result:
     try:
         await ctx.receiver.reset()
         publisher = Publisher(serve.base, ctx.token, app_id, content)
-        published = await publisher.closed_loop(n, PUBLISHERS)
-        expected = published["accepted"]  # a refused publish (503 ...) creates no delivery
-        summary = await ctx.receiver.wait_for(expected, ctx.sizes.wait_s, "/hook", watch=[serve])
+        with serve_cpu(ctx, serve) as watch:
+            published = await publisher.closed_loop(n, PUBLISHERS)
+            expected = published["accepted"]  # a refused publish (503 ...) creates no delivery
+            summary = await ctx.receiver.wait_for(
+                expected, ctx.sizes.wait_s, "/hook", watch=[serve]
+            )
+            watch.sample()
         stats = await ctx.receiver.stats("/hook", detail=True)
     finally:
         stop(serve)
@@ -356,6 +373,9 @@ async def case_e2e(ctx: Ctx) -> Result:
         "arrived": summary["count"],
         "complete": summary["complete"],
         "publish_to_arrival": harness.summarize_ms(latencies(stats)),
+        "cpu_us_per_delivery": harness.cpu_per_item_us(
+            watch.between(published["first_at"], summary["last_at"]), summary["count"]
+        ),
     }
     return ceiling_result("e2e", figure, ceiling["requests_per_s"], 0.3, details)
 
@@ -368,9 +388,13 @@ async def case_fanout(ctx: Ctx) -> Result:
     try:
         await ctx.receiver.reset()
         publisher = Publisher(serve.base, ctx.token, app_id, content)
-        published = await publisher.closed_loop(events, PUBLISHERS)
-        expected = published["accepted"] * 10
-        summary = await ctx.receiver.wait_for(expected, ctx.sizes.wait_s, "/hook", watch=[serve])
+        with serve_cpu(ctx, serve) as watch:
+            published = await publisher.closed_loop(events, PUBLISHERS)
+            expected = published["accepted"] * 10
+            summary = await ctx.receiver.wait_for(
+                expected, ctx.sizes.wait_s, "/hook", watch=[serve]
+            )
+            watch.sample()
     finally:
         stop(serve)
     figure = rate(summary["count"], published["first_at"], summary["last_at"])
@@ -382,6 +406,9 @@ async def case_fanout(ctx: Ctx) -> Result:
         "published": published,
         "arrived": summary["count"],
         "complete": summary["complete"],
+        "cpu_us_per_delivery": harness.cpu_per_item_us(
+            watch.between(published["first_at"], summary["last_at"]), summary["count"]
+        ),
         "per_path": summary["per_path"],
     }
     return ceiling_result("fanout", figure, ceiling["requests_per_s"], 0.5, details)
@@ -510,7 +537,7 @@ async def case_memory(ctx: Ctx) -> Result:
         if not serve.alive():
             raise RuntimeError(f"serve exited:\n{serve.tail()}")
         rss, hwm = serve.status_kb("VmRSS"), serve.status_kb("VmHWM")
-        cpu = _cpu_seconds(serve.pid)
+        cpu = harness.cpu_seconds(serve.pid)
     finally:
         stop(serve)
     arrived = (await ctx.receiver.stats())["count"]
@@ -529,14 +556,6 @@ async def case_memory(ctx: Ctx) -> Result:
         "db_file_mb": (ctx.work / "memory.db").stat().st_size / 2**20,
     }
     return Result(figure, "MB", "< 200 MB", passed, [row], details=details)
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 # -- backlog: the claim query's cost against the queue's depth ------------------------------------
