@@ -7,7 +7,6 @@ cursor pagination follow creation order.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import threading
@@ -21,14 +20,15 @@ _lock = threading.Lock()
 _last = (0, 0)
 
 
-# base64's base32 alphabet, spelled in Crockford's: base32 in C instead of a Python loop.
-_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
+# Every pair of digits, by the 10 bits they spell: an id is 13 lookups, not 26 divisions.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
 
 
 def _encode(value: int, length: int) -> str:
     """`value` as `length` Crockford base32 digits (its low 5 * `length` bits)."""
-    digits = base64.b32encode(value.to_bytes(5 * ((length + 7) // 8), "big"))
-    return digits[-length:].translate(_TO_CROCKFORD).decode()
+    head = _ALPHABET[(value >> (5 * (length - 1))) & 31] if length % 2 else ""
+    shifts = range(5 * (length - length % 2) - 10, -1, -10)
+    return head + "".join([_PAIRS[(value >> shift) & 1023] for shift in shifts])
 
 
 def _next_ulid(now_ms: int) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -44,6 +45,12 @@ def secret_key(secret: str) -> bytes:
     return key
 
 
+@functools.lru_cache(maxsize=4096)
+def _key(secret: str) -> bytes:
+    """`secret_key`, decoded once per secret rather than once per signature."""
+    return secret_key(secret)
+
+
 def mask_secret(secret: str) -> str:
     """What the API shows of a secret after its one showing: `whsec_…` and its last 4."""
     return f"{SECRET_PREFIX}…{secret[-4:]}"
@@ -60,7 +67,7 @@ def standard_signature(
     signed = f"{msg_id}.{timestamp}.".encode() + _as_bytes(body)
     parts = []
     for secret in secrets:
-        digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+        digest = hmac.new(_key(secret), signed, hashlib.sha256).digest()
         parts.append("v1," + base64.b64encode(digest).decode())
     return " ".join(parts)
 
@@ -68,7 +75,7 @@ def standard_signature(
 def hex_signature(body: bytes | str, secrets: Sequence[str]) -> str:
     """The hex signature header value (`Tidings-Signature` by default) for these secrets."""
     raw = _as_bytes(body)
-    digests = (hmac.new(secret_key(s), raw, hashlib.sha256).hexdigest().upper() for s in secrets)
+    digests = (hmac.new(_key(s), raw, hashlib.sha256).hexdigest().upper() for s in secrets)
     return ",".join(f"v1={d}" for d in digests)
 
 

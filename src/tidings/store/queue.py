@@ -12,8 +12,8 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Integer, Text, bindparam, cast, func, insert, select, update
 from sqlalchemy.orm import aliased
@@ -23,9 +23,8 @@ from tidings.domain.ids import new_id
 from tidings.store.tables import attempts, deliveries, events, webhooks
 
 
-@dataclass(frozen=True)
-class Job:
-    """One claimed delivery with everything needed to send it."""
+class Job(NamedTuple):
+    """One claimed delivery with everything needed to send it (a tuple: cheap to make)."""
 
     delivery_id: str
     application_id: str
@@ -42,8 +41,7 @@ class Job:
         return value
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What became of one attempt, and what to do next."""
 
     delivery_id: str
@@ -361,19 +359,21 @@ def _execute_many(conn: Connection, statement: Any, rows: list[dict[str, Any]]) 
     compiled = _COMPILED.get(key)
     if compiled is None:
         done = statement.compile(dialect=conn.dialect)
+        # The statement's own values (`attempt_count + 1`), besides the rows' parameters.
         fixed = {
             name: bind.effective_value for name, bind in done.binds.items() if not bind.required
         }
-        compiled = _COMPILED[key] = (done.string, done.positiontup, fixed)
-    sql, order, fixed = compiled  # fixed: the statement's own values (`attempt_count + 1`)
-    if order is None:
+        order = None if done.positiontup is None else itemgetter(*done.positiontup)
+        compiled = _COMPILED[key] = (done.string, order, fixed)
+    sql, positional, fixed = compiled
+    if positional is None:
         params: list[Any] = [fixed | row for row in rows]
     else:
-        params = [tuple(row[n] if n in row else fixed[n] for n in order) for row in rows]
+        params = [positional(fixed | row) for row in rows]
     return conn.exec_driver_sql(sql, params)
 
 
-_COMPILED: dict[tuple[str, int], tuple[str, list[str] | None, dict[str, Any]]] = {}
+_COMPILED: dict[tuple[str, int], tuple[str, Any, dict[str, Any]]] = {}
 _INSERT_ATTEMPT = insert(attempts)
 _RECORD = (
     update(deliveries)
