@@ -219,6 +219,7 @@ class CpuWatch:
             await asyncio.sleep(self.every_s)
 
     def __enter__(self) -> CpuWatch:
+        self.sample()  # a sample before anything the caller times
         self._task = asyncio.get_running_loop().create_task(self._run())
         return self
 

@@ -328,6 +328,17 @@ def test_response_body_is_cut_at_10_kb(api: Api, worker: Worker, receiver: Recei
     assert len(only_delivery(api)["attempts"][0]["response_body"]) == 10 * 1024
 
 
+def test_a_response_body_with_nul_bytes_is_recorded(
+    api: Api, worker: Worker, receiver: Receiver
+) -> None:
+    api.create_webhook(url=receiver.url("/nul"), events=["*"])
+    api.publish("item.created")
+    deliver(worker)
+    detail = only_delivery(api)
+    assert detail["status"] == "succeeded"
+    assert detail["attempts"][0]["response_body"] == "ok\ufffddone\ufffd"
+
+
 def test_gone_disables_the_webhook_and_tells_the_others(
     api: Api, worker: Worker, receiver: Receiver
 ) -> None:

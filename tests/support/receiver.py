@@ -96,6 +96,8 @@ class Receiver:
             return web.Response(status=503, text="later", headers={"Retry-After": "120"})
         if path == "/redirect":
             raise web.HTTPFound(self.url("/ok"))
+        if path == "/nul":  # PostgreSQL's text cannot hold NUL
+            return web.Response(status=200, body=b"ok\x00done\xff")
         if path == "/gone":
             return web.Response(status=410, text="gone")
         if path == "/hang":

@@ -169,7 +169,8 @@ class Sender:
 
 async def _read_excerpt(response: aiohttp.ClientResponse) -> str:
     data = await response.content.read(RESPONSE_BODY_LIMIT)
-    return data.decode("utf-8", errors="replace")
+    # NUL shown as U+FFFD like any undecodable byte: PostgreSQL's text cannot hold it.
+    return data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 def _ms(started: float) -> int:

@@ -334,38 +334,48 @@ def record(conn: Connection, worker_id: str, outcomes: Sequence[Outcome], now: f
         [
             {
                 "b_id": o.delivery_id,
-                "b_worker": worker_id,
                 "b_status": _status(o),
                 "b_next": o.next_attempt_at,
                 "b_code": o.status_code,
                 "b_duration": o.duration_ms,
                 "b_error": o.error,
                 "b_at": o.at,
-                "b_now": now,
                 "b_finished": None if o.next_attempt_at is not None else now,
             }
             for o in outcomes
         ],
+        {"b_worker": worker_id, "b_now": now},
     )
     _track_failing_streaks(conn, outcomes)
     return int(result.rowcount)
 
 
-def _execute_many(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> Any:
-    """`statement` once per row, as the driver's own executemany of the statement compiled
-    once: SQLAlchemy's per-row parameter processing was a fifth of a record's time. Values
-    must be what the driver takes (JSON as its text)."""
+def _execute_many(
+    conn: Connection,
+    statement: Any,
+    rows: list[dict[str, Any]],
+    shared: dict[str, Any] | None = None,
+) -> Any:
+    """`statement` for every row (with the `shared` values), as one statement on PostgreSQL
+    (its `_PG_BULK` form: the rows as arrays), and as the driver's executemany of the
+    statement compiled once on SQLite. Values must be what the driver takes (JSON as its
+    text). Measured: SQLAlchemy's per-row parameter processing was a fifth of a record's
+    time on SQLite; on PostgreSQL each row's UPDATE was planned again (32 took 14.9 ms)."""
+    shared = shared or {}
+    if conn.dialect.name == "postgresql":
+        columns = {name: [row[name] for row in rows] for name in rows[0]}
+        return conn.exec_driver_sql(_PG_BULK[id(statement)], columns | shared)
     key = (conn.dialect.name, id(statement))
     compiled = _COMPILED.get(key)
     if compiled is None:
         done = statement.compile(dialect=conn.dialect)
         # The statement's own values (`attempt_count + 1`), besides the rows' parameters.
-        fixed = {
-            name: bind.effective_value for name, bind in done.binds.items() if not bind.required
-        }
+        binds = done.binds.items()
+        fixed = {name: bind.effective_value for name, bind in binds if not bind.required}
         order = None if done.positiontup is None else itemgetter(*done.positiontup)
-        compiled = _COMPILED[key] = (done.string, order, fixed)
+        compiled = _COMPILED[key] = (done.string, order, fixed | shared)
     sql, positional, fixed = compiled
+    fixed = fixed | shared
     if positional is None:
         params: list[Any] = [fixed | row for row in rows]
     else:
@@ -396,6 +406,38 @@ _RECORD = (
         finished_at=bindparam("b_finished"),
     )
 )
+_PG_BULK = {
+    id(_INSERT_ATTEMPT): """
+        INSERT INTO attempts
+            (id, delivery_id, at, status_code, duration_ms, error, response_body, request_headers)
+        SELECT id, delivery_id, at, status_code, duration_ms, error, response_body, headers::json
+        FROM unnest(
+            %(id)s::varchar[], %(delivery_id)s::varchar[], %(at)s::float8[],
+            %(status_code)s::int[], %(duration_ms)s::int[], %(error)s::text[],
+            %(response_body)s::text[], %(request_headers)s::text[]
+        ) AS v(id, delivery_id, at, status_code, duration_ms, error, response_body, headers)
+    """,
+    id(_RECORD): """
+        UPDATE deliveries AS d SET
+            status = v.status,
+            attempt_count = d.attempt_count + 1,
+            next_attempt_at = v.next_at,
+            lease_expires_at = NULL,
+            leased_by = NULL,
+            last_status_code = v.code,
+            last_duration_ms = v.duration,
+            last_error = v.error,
+            last_attempt_at = v.at,
+            updated_at = %(b_now)s,
+            finished_at = v.finished
+        FROM unnest(
+            %(b_id)s::varchar[], %(b_status)s::varchar[], %(b_next)s::float8[],
+            %(b_code)s::int[], %(b_duration)s::int[], %(b_error)s::text[],
+            %(b_at)s::float8[], %(b_finished)s::float8[]
+        ) AS v(id, status, next_at, code, duration, error, at, finished)
+        WHERE d.id = v.id AND d.status = 'delivering' AND d.leased_by = %(b_worker)s
+    """,
+}
 _STREAK_ENDED = (
     update(webhooks)
     .where(
