@@ -12,9 +12,10 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import JSON, Connection, Engine, Insert, Integer, Text, create_engine, event, exc
 
 from tidings.domain.catalog import compact_json
 from tidings.errors import Conflict, InvalidInput, Unavailable
@@ -139,3 +140,78 @@ def translate_errors() -> Iterator[None]:
         raise Unavailable(
             "the database is busy or unreachable; try again shortly", retry_after=1
         ) from error
+
+
+# -- many rows at once ---------------------------------------------------------------------
+
+
+def execute_many(
+    conn: Connection,
+    statement: Any,
+    rows: list[dict[str, Any]],
+    shared: dict[str, Any] | None = None,
+    pg_sql: str | None = None,
+) -> Any:
+    """`statement` (an INSERT, or an UPDATE with its `pg_sql` form) for every row, each with
+    the `shared` values besides its own, and without SQLAlchemy's per-row work: on SQLite the
+    driver's executemany of the statement compiled once; on PostgreSQL one statement whose
+    rows come as arrays (`unnest`). Measured: SQLAlchemy's per-row parameter processing was a
+    fifth of a worker's record on SQLite, and on PostgreSQL each row's UPDATE was planned
+    again (32 took 14.9 ms, against 2.0 ms as one statement)."""
+    if not rows:
+        return None
+    shared = shared or {}
+    keys = tuple(rows[0])
+    json_keys = _json_columns(statement, keys)
+    if json_keys:
+        rows = [row | {k: compact_json(row[k]) for k in json_keys} for row in rows]
+    if conn.dialect.name == "postgresql":
+        sql = pg_sql or _pg_bulk_insert(statement, keys)
+        columns = {name: [row[name] for row in rows] for name in keys}
+        return conn.exec_driver_sql(sql, columns | shared)
+    cache_key = (conn.dialect.name, id(statement), keys)
+    compiled = _COMPILED.get(cache_key)
+    if compiled is None:
+        column_keys = list(keys) if isinstance(statement, Insert) else None  # these, not all
+        done = statement.compile(dialect=conn.dialect, column_keys=column_keys)
+        # The statement's own values (`attempt_count + 1`), besides the rows' parameters.
+        binds = done.binds.items()
+        fixed = {name: bind.effective_value for name, bind in binds if not bind.required}
+        order = None if done.positiontup is None else itemgetter(*done.positiontup)
+        compiled = _COMPILED[cache_key] = (done.string, order, fixed)
+    sql, positional, fixed = compiled
+    fixed = fixed | shared
+    if positional is None:
+        params: list[Any] = [fixed | row for row in rows]
+    else:
+        params = [positional(fixed | row) for row in rows]
+    return conn.exec_driver_sql(sql, params)
+
+
+_COMPILED: dict[tuple[str, int, tuple[str, ...]], tuple[str, Any, dict[str, Any]]] = {}
+
+
+def _json_columns(statement: Any, keys: tuple[str, ...]) -> list[str]:
+    table = statement.table
+    return [k for k in keys if k in table.c and isinstance(table.c[k].type, JSON)]
+
+
+def _pg_bulk_insert(statement: Any, keys: tuple[str, ...]) -> str:
+    """`INSERT … SELECT … FROM unnest(arrays)` for an INSERT of these columns."""
+    if not isinstance(statement, Insert):
+        raise TypeError("PostgreSQL needs the bulk form of this statement (pg_sql)")
+    table = statement.table
+    arrays = ", ".join(f"%({k})s::{_pg_array_type(table.c[k].type)}[]" for k in keys)
+    values = ", ".join(f"{k}::json" if isinstance(table.c[k].type, JSON) else k for k in keys)
+    names = ", ".join(keys)
+    # Names from our schema only: each key was looked up in the table's columns above.
+    return f"INSERT INTO {table.name} ({names}) SELECT {values} FROM unnest({arrays}) AS v({names})"  # noqa: S608
+
+
+def _pg_array_type(column_type: Any) -> str:
+    if isinstance(column_type, JSON | Text):
+        return "text"  # JSON comes as its text, cast in the SELECT
+    if isinstance(column_type, Integer):
+        return "int"
+    python_type = column_type.python_type
+    return {str: "varchar", float: "float8", bool: "bool"}[python_type]

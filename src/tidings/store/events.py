@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from tidings.domain.catalog import TEST_EVENT, compact_json, subscribes
 from tidings.domain.ids import new_id
 from tidings.errors import Conflict, InvalidInput, NotFound, TidingsError
+from tidings.store.db import execute_many
 from tidings.store.queue import Job
 from tidings.store.tables import applications, deliveries, event_types, events, webhooks
 
@@ -124,11 +125,13 @@ def publish_many(
                 jobs.append(_job(delivery, event, hook))
             new_deliveries.append(delivery)
         results.append(Accepted(event, created=True, jobs=tuple(jobs)))
-    if new_events:
-        conn.execute(insert(events), new_events)
-    if new_deliveries:
-        conn.execute(insert(deliveries), new_deliveries)
+    execute_many(conn, _INSERT_EVENT, new_events)
+    execute_many(conn, _INSERT_DELIVERY, new_deliveries)
     return results
+
+
+_INSERT_EVENT = insert(events)
+_INSERT_DELIVERY = insert(deliveries)
 
 
 def _takeable(hook: dict[str, Any]) -> bool:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Integer, Text, bindparam, cast, func, insert, select, update
 from sqlalchemy.orm import aliased
 
-from tidings.domain.catalog import compact_json
 from tidings.domain.ids import new_id
+from tidings.store.db import execute_many
 from tidings.store.tables import attempts, deliveries, events, webhooks
 
 
@@ -311,7 +310,7 @@ def record(conn: Connection, worker_id: str, outcomes: Sequence[Outcome], now: f
     """
     if not outcomes:
         return 0
-    _execute_many(
+    execute_many(
         conn,
         _INSERT_ATTEMPT,
         [
@@ -323,12 +322,12 @@ def record(conn: Connection, worker_id: str, outcomes: Sequence[Outcome], now: f
                 "duration_ms": o.duration_ms,
                 "error": o.error,
                 "response_body": o.response_body,
-                "request_headers": compact_json(o.request_headers),
+                "request_headers": o.request_headers,
             }
             for o in outcomes
         ],
     )
-    result = _execute_many(
+    result = execute_many(
         conn,
         _RECORD,
         [
@@ -345,45 +344,12 @@ def record(conn: Connection, worker_id: str, outcomes: Sequence[Outcome], now: f
             for o in outcomes
         ],
         {"b_worker": worker_id, "b_now": now},
+        pg_sql=_PG_RECORD,
     )
     _track_failing_streaks(conn, outcomes)
     return int(result.rowcount)
 
 
-def _execute_many(
-    conn: Connection,
-    statement: Any,
-    rows: list[dict[str, Any]],
-    shared: dict[str, Any] | None = None,
-) -> Any:
-    """`statement` for every row (with the `shared` values), as one statement on PostgreSQL
-    (its `_PG_BULK` form: the rows as arrays), and as the driver's executemany of the
-    statement compiled once on SQLite. Values must be what the driver takes (JSON as its
-    text). Measured: SQLAlchemy's per-row parameter processing was a fifth of a record's
-    time on SQLite; on PostgreSQL each row's UPDATE was planned again (32 took 14.9 ms)."""
-    shared = shared or {}
-    if conn.dialect.name == "postgresql":
-        columns = {name: [row[name] for row in rows] for name in rows[0]}
-        return conn.exec_driver_sql(_PG_BULK[id(statement)], columns | shared)
-    key = (conn.dialect.name, id(statement))
-    compiled = _COMPILED.get(key)
-    if compiled is None:
-        done = statement.compile(dialect=conn.dialect)
-        # The statement's own values (`attempt_count + 1`), besides the rows' parameters.
-        binds = done.binds.items()
-        fixed = {name: bind.effective_value for name, bind in binds if not bind.required}
-        order = None if done.positiontup is None else itemgetter(*done.positiontup)
-        compiled = _COMPILED[key] = (done.string, order, fixed | shared)
-    sql, positional, fixed = compiled
-    fixed = fixed | shared
-    if positional is None:
-        params: list[Any] = [fixed | row for row in rows]
-    else:
-        params = [positional(fixed | row) for row in rows]
-    return conn.exec_driver_sql(sql, params)
-
-
-_COMPILED: dict[tuple[str, int], tuple[str, Any, dict[str, Any]]] = {}
 _INSERT_ATTEMPT = insert(attempts)
 _RECORD = (
     update(deliveries)
@@ -406,18 +372,8 @@ _RECORD = (
         finished_at=bindparam("b_finished"),
     )
 )
-_PG_BULK = {
-    id(_INSERT_ATTEMPT): """
-        INSERT INTO attempts
-            (id, delivery_id, at, status_code, duration_ms, error, response_body, request_headers)
-        SELECT id, delivery_id, at, status_code, duration_ms, error, response_body, headers::json
-        FROM unnest(
-            %(id)s::varchar[], %(delivery_id)s::varchar[], %(at)s::float8[],
-            %(status_code)s::int[], %(duration_ms)s::int[], %(error)s::text[],
-            %(response_body)s::text[], %(request_headers)s::text[]
-        ) AS v(id, delivery_id, at, status_code, duration_ms, error, response_body, headers)
-    """,
-    id(_RECORD): """
+# The record's UPDATE on PostgreSQL: one statement, the rows as arrays.
+_PG_RECORD = """
         UPDATE deliveries AS d SET
             status = v.status,
             attempt_count = d.attempt_count + 1,
@@ -436,8 +392,7 @@ _PG_BULK = {
             %(b_at)s::float8[], %(b_finished)s::float8[]
         ) AS v(id, status, next_at, code, duration, error, at, finished)
         WHERE d.id = v.id AND d.status = 'delivering' AND d.leased_by = %(b_worker)s
-    """,
-}
+"""
 _STREAK_ENDED = (
     update(webhooks)
     .where(
