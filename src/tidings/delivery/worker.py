@@ -16,8 +16,8 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
@@ -35,6 +35,7 @@ from tidings.store.db import Database
 from tidings.store.webhooks import disable_webhook, live_secrets
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # The labelled counters, looked up once rather than on every attempt.
 _ATTEMPT_OK = metrics.ATTEMPTS.labels("success")
@@ -66,8 +67,14 @@ class Worker:
         worker_id: str | None = None,
         rng: random.Random | None = None,
         poll_interval_s: float = POLL_INTERVAL_S,
+        db_in_loop: bool | None = None,
     ) -> None:
         self.db = db
+        # Claims and records on SQLite run right in the event loop, pausing it for their
+        # millisecond or two: in a thread, the GIL passing back and forth between the two
+        # cost more (drain, alternating runs: 290-410 µs of CPU per delivery in the loop
+        # against 360-450 µs in a thread). PostgreSQL waits on the network: a thread.
+        self.db_in_loop = db.is_sqlite if db_in_loop is None else db_in_loop
         self.settings = settings
         self.box = box
         self.clock = clock
@@ -303,10 +310,16 @@ class Worker:
                 )
 
         try:
-            return await asyncio.to_thread(claim)
+            return await self._db_call(claim)
         except BaseException:
             self._outcomes[:0] = outcomes  # not recorded: keep them for the next try
             raise
+
+    async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
+        """A claim or a record: in the loop (SQLite) or in a thread (see `db_in_loop`)."""
+        if self.db_in_loop:
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
 
     # -- one delivery ------------------------------------------------------------------
 
@@ -424,7 +437,7 @@ class Worker:
         if not batch:
             return
         try:
-            await asyncio.to_thread(self._record, batch)
+            await self._db_call(self._record, batch)
         except BaseException:
             self._outcomes[:0] = batch  # keep them for the next try
             raise
