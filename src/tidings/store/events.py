@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from tidings.domain.catalog import TEST_EVENT, compact_json, subscribes
@@ -70,16 +70,13 @@ def publish_many(
     `Accepted`, or the error that refused it (no such application, unknown type, a reused
     Idempotency-Key). A concurrent request that took the same Idempotency-Key first makes the
     insert raise `IntegrityError`: retry that request alone with `publish`."""
-    app_ids = {r.app_id for r in requests}
-    found = set(
-        conn.execute(select(applications.c.id).where(applications.c.id.in_(app_ids))).scalars()
+    app_ids = list({r.app_id for r in requests})
+    found = set(conn.execute(_APPLICATIONS, {"ids": app_ids}).scalars())
+    types = set(
+        conn.execute(_EVENT_TYPES, {"names": list({r.event_type for r in requests})}).scalars()
     )
-    types = known_event_types(conn)
     hooks: dict[str, list[dict[str, Any]]] = {}
-    query = select(webhooks).where(
-        webhooks.c.application_id.in_(found), webhooks.c.enabled.is_(True)
-    )
-    for row in conn.execute(query).mappings():
+    for row in conn.execute(_ENABLED_WEBHOOKS, {"ids": list(found)}).mappings():
         hooks.setdefault(row["application_id"], []).append(dict(row))
     earlier = _earlier_by_key(conn, [r for r in requests if r.idempotency_key is not None])
     results: list[Accepted | TidingsError] = []
@@ -130,6 +127,16 @@ def publish_many(
     return results
 
 
+# Built once (lists bound at execution): building them was a sixth of a small batch's time.
+_APPLICATIONS = select(applications.c.id).where(
+    applications.c.id.in_(bindparam("ids", expanding=True))
+)
+_EVENT_TYPES = select(event_types.c.name).where(
+    event_types.c.name.in_(bindparam("names", expanding=True))
+)
+_ENABLED_WEBHOOKS = select(webhooks).where(
+    webhooks.c.application_id.in_(bindparam("ids", expanding=True)), webhooks.c.enabled.is_(True)
+)
 _INSERT_EVENT = insert(events)
 _INSERT_DELIVERY = insert(deliveries)
 
