@@ -228,8 +228,9 @@ class Worker:
             self._busy[webhook_id] = self._busy.get(webhook_id, 0) + 1
             fifo = job.webhook is not None and job.webhook.get("ordering") == "fifo"
             task.add_done_callback(functools.partial(self._done, job.delivery_id, webhook_id, fifo))
-        waiting.extend(self._ready)
-        self._ready = waiting
+        if waiting:  # put the skipped ones back in front, in their order
+            waiting.extend(self._ready)
+            self._ready = waiting
 
     def _done(
         self, delivery_id: str, webhook_id: str, fifo: bool, _task: asyncio.Task[None]
