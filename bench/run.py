@@ -1042,8 +1042,9 @@ def markdown(path: Path) -> str:
     """A results file as the Markdown table bench/README.md shows."""
     report = json.loads(path.read_text())
     lines = [
-        "| case | figure | ceiling / base | ratio | target | result | others' CPU |",
-        "|---|---:|---:|---:|---|---|---:|",
+        "| case | figure | ceiling / base | ratio | target | result | CPU µs per delivery:"
+        " Tidings / ceiling | others' CPU |",
+        "|---|---:|---:|---:|---|---|---:|---:|",
     ]
     for case in report["cases"].values():
         cpu = case["details"].get("machine_cpu", {})
@@ -1054,9 +1055,22 @@ def markdown(path: Path) -> str:
             lines.append(
                 f"| {row['label'].strip()} | {fmt_num(row['figure'], row['unit'])}"
                 f" | {fmt_num(row['base'], row['base_unit'])} | {fmt_num(row['ratio'])}"
-                f" | {row['target']} | {verdict} | {others} |"
+                f" | {row['target']} | {verdict} | {cpu_cell(case['details'])} | {others} |"
             )
     return "\n".join(lines)
+
+
+def cpu_cell(details: dict[str, Any]) -> str:
+    """CPU per delivery of the Tidings processes (summed) against the ceiling process's."""
+    ours = details.get("cpu_us_per_delivery") or {}
+    ceiling = details.get("ceiling_run") or {}
+    runs = [r for r in (ceiling.get("before"), ceiling.get("after")) if r]
+    theirs = [r.get("cpu_us_per_request", {}).get("ceiling") for r in runs]
+    tidings = sum(v for k, v in ours.items() if k not in ("receiver", "bench (publishers)"))
+    known = [t for t in theirs if t]
+    if not tidings or not known:
+        return "-"
+    return f"{tidings:.0f} / {sum(known) / len(known):.0f}"
 
 
 def scaled(sizes: Sizes, factor: float) -> Sizes:
