@@ -318,7 +318,9 @@ class Worker:
 
     async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
         """A claim or a record: in the loop (SQLite) or in a thread (see `db_in_loop`)."""
-        if self.db_in_loop:
+        # In `serve`, the publish writer thread may hold SQLite's write turn: wait for it in
+        # a thread then, rather than stop the loop (and every request on it) meanwhile.
+        if self.db_in_loop and not self.db.write_busy():
             return fn(*args)
         return await asyncio.to_thread(fn, *args)
 

@@ -114,6 +114,10 @@ class Database:
         finally:
             self._write_lock.release()
 
+    def write_busy(self) -> bool:
+        """Whether another thread of this process holds SQLite's write turn right now."""
+        return self._write_lock is not None and self._write_lock.locked()
+
     def ping(self) -> bool:
         try:
             with self.engine.connect() as conn:
