@@ -110,7 +110,7 @@ def publish_many(
         if r.idempotency_key is not None:
             earlier[key] = event
         new_events.append(event)
-        jobs = []
+        taken = []
         for hook in targets:
             delivery = new_delivery(r.app_id, event, hook["id"], now)
             if taker is not None and _takeable(hook) and taker.take(hook):
@@ -119,9 +119,9 @@ def publish_many(
                     leased_by=taker.worker_id,
                     lease_expires_at=now + taker.lease_s,
                 )
-                jobs.append(_job(delivery, event, hook))
+                taken.append((delivery, hook))
             new_deliveries.append(delivery)
-        results.append(Accepted(event, created=True, jobs=tuple(jobs)))
+        results.append(Accepted(event, created=True, jobs=_jobs(event, taken)))
     execute_many(conn, _INSERT_EVENT, new_events)
     execute_many(conn, _INSERT_DELIVERY, new_deliveries)
     return results
@@ -146,15 +146,25 @@ def _takeable(hook: dict[str, Any]) -> bool:
     return hook["ordering"] != "fifo" and not hook["rate_limit"]
 
 
-def _job(delivery: dict[str, Any], event: dict[str, Any], hook: dict[str, Any]) -> Job:
-    return Job(
-        delivery_id=delivery["id"],
-        application_id=delivery["application_id"],
-        attempt_count=0,
-        event_type=event["type"],
-        content_json=compact_json(event["content"]),
-        timestamp=event["timestamp"],
-        webhook=hook,
+def _jobs(
+    event: dict[str, Any], taken: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> tuple[Job, ...]:
+    """The handed-over deliveries of one event, as the worker sends them (its content
+    written as JSON once for all of them)."""
+    if not taken:
+        return ()
+    content_json = compact_json(event["content"])
+    return tuple(
+        Job(
+            delivery_id=delivery["id"],
+            application_id=delivery["application_id"],
+            attempt_count=0,
+            event_type=event["type"],
+            content_json=content_json,
+            timestamp=event["timestamp"],
+            webhook=hook,
+        )
+        for delivery, hook in taken
     )
 
 
