@@ -99,7 +99,8 @@ def claim(
     counts = dict(busy or {})
     chosen: list[str] = []
     if conn.execute(_FIFO_EXISTS).first():
-        chosen += [row.id for row in conn.execute(_locked(conn, _fifo_heads(now, limit)))]
+        heads = _lock_for(conn.dialect.name, _fifo_heads(now, limit))
+        chosen += [row.id for row in conn.execute(heads)]
     windowed = not deep
     for _round in range(4):  # a webhook that reaches its cap is left out, and the rest looked at
         room = limit - len(chosen)
@@ -163,10 +164,6 @@ _LEASE = (
     )
     .returning(*_RETURNED)
 )
-
-
-def _locked(conn: Connection, query: Any) -> Any:
-    return _lock_for(conn.dialect.name, query)
 
 
 def _lock_for(dialect: str, query: Any) -> Any:
