@@ -587,7 +587,7 @@ def publish(
         if body.type not in known:
             fail(f"unknown event type {body.type}; known: {', '.join(sorted(known))}")
         request = events.PublishRequest(
-            app_id, body.type, body.content, idempotency_key, request_hash(body)
+            app_id, body.type, body.content, idempotency_key, request_hash(body, idempotency_key)
         )
         return events.publish(conn, request, _now())
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import Receive, Scope, Send
 
 from tidings import __version__, dashboard
 from tidings.api import problems
@@ -63,6 +65,18 @@ def _openapi_with_bearer(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+class TidingsAPI(FastAPI):
+    """FastAPI, with the publish fast path (when there is one) in front of everything."""
+
+    fast_publish: FastPublish | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_publish is not None:
+            await self.fast_publish(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def create_app(
     context: Context, worker: Worker | None = None, *, fast_publish: bool = True
 ) -> FastAPI:
@@ -87,7 +101,7 @@ def create_app(
             await asyncio.to_thread(context.publishes.close)
             context.db.dispose()
 
-    app = FastAPI(
+    app = TidingsAPI(
         title="Tidings",
         version=__version__,
         description=DESCRIPTION,
@@ -99,10 +113,11 @@ def create_app(
     problems.install(app)
     for module in (applications, event_types, webhooks, events, deliveries, health):
         app.include_router(module.router)
-    if fast_publish:
-        app.add_middleware(FastPublish, context=context)  # innermost: under every other
     dashboard.install(app)
     app.openapi = lambda: _openapi_with_bearer(app)  # type: ignore[method-assign]
     app.add_middleware(JsonBodies)
     app.add_middleware(BodySizeLimit, max_bytes=context.settings.max_body_bytes)
+    if fast_publish:  # in front of the whole stack; what it does not answer goes through it
+        rest = functools.partial(FastAPI.__call__, app)
+        app.fast_publish = FastPublish(rest, context, context.settings.max_body_bytes)
     return app

@@ -10,6 +10,15 @@ operator's token, a valid body, a new or replayed event — itself: same validat
 header FastAPI would refuse, an error from the write) goes on to FastAPI unchanged, with the
 body replayed, so every refusal keeps the one answer it always had. A refusal writes
 nothing, so handing it on cannot publish twice.
+
+It stands in front of the whole application (`api.app.TidingsAPI`), not inside FastAPI's
+middleware stack: the eight layers it skips (error and telemetry wrappers, the body limit,
+the JSON content type, the dashboard's headers) and a request hash nobody read were a fifth
+of a publish's CPU (docs/decisions.md). What they
+would do to a publish it does itself: it takes only a body whose declared Content-Length is
+within the limit (anything else goes on, to be refused there), reads the body as JSON
+whatever its content type, and its 202 carries no dashboard header, as an /v1/ answer never
+does.
 """
 
 from __future__ import annotations
@@ -33,9 +42,10 @@ MAX_IDEMPOTENCY_KEY = 255  # as the route's Idempotency-Key header declares
 
 
 class FastPublish:
-    def __init__(self, app: ASGIApp, context: Context) -> None:
+    def __init__(self, app: ASGIApp, context: Context, max_bytes: int) -> None:
         self.app = app
         self.context = context
+        self.max_bytes = max_bytes
         self.answered = 0  # publishes answered here (for tests)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -43,7 +53,11 @@ class FastPublish:
         if scope["type"] == "http" and scope["method"] == "POST":
             match = PUBLISH_PATH.fullmatch(scope["path"])
         headers = _first_values(scope["headers"]) if match else {}
-        if match is None or not self._is_operator(headers.get("authorization")):
+        if (
+            match is None
+            or not self._is_operator(headers.get("authorization"))
+            or not self._small(headers.get("content-length"))
+        ):
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
@@ -51,6 +65,11 @@ class FastPublish:
             return
         if not await self._answer(match.group(1), headers, body, send):
             await self.app(scope, replay(body, receive), send)
+
+    def _small(self, declared: str | None) -> bool:
+        """A declared length within the limit: the body can be read whole here (a chunked
+        or oversized body goes on, to `BodySizeLimit`, which answers it)."""
+        return declared is not None and declared.isdigit() and int(declared) <= self.max_bytes
 
     def _is_operator(self, authorization: str | None) -> bool:
         try:
