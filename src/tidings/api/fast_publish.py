@@ -14,11 +14,10 @@ nothing, so handing it on cannot publish twice.
 It stands in front of the whole application (`api.app.TidingsAPI`), not inside FastAPI's
 middleware stack: the eight layers it skips (error and telemetry wrappers, the body limit,
 the JSON content type, the dashboard's headers) and a request hash nobody read were a fifth
-of a publish's CPU (docs/decisions.md). What they
-would do to a publish it does itself: it takes only a body whose declared Content-Length is
-within the limit (anything else goes on, to be refused there), reads the body as JSON
-whatever its content type, and its 202 carries no dashboard header, as an /v1/ answer never
-does.
+of a publish's CPU (docs/decisions.md). What they would do to a publish it does itself: it
+takes only a body whose declared Content-Length is within the limit (anything else goes on,
+to be refused there), reads the body as JSON whatever its content type, and its 202 carries
+no dashboard header, as an /v1/ answer never does.
 """
 
 from __future__ import annotations
