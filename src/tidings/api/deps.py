@@ -38,10 +38,11 @@ class Context:
     publishes: GroupCommit[PublishRequest, Accepted] = field(init=False)
 
     def __post_init__(self) -> None:
+        catalog = events.Catalog()  # used by the writer thread alone
         self.publishes = GroupCommit(
             self.db,
             lambda conn, requests: events.publish_many(
-                conn, requests, self.clock.now(), self.taker()
+                conn, requests, self.clock.now(), self.taker(), catalog
             ),
             lambda conn, request: events.publish(conn, request, self.clock.now()),
             name="publish-writer",

@@ -14,7 +14,14 @@ from tidings.domain.ids import new_id
 from tidings.errors import Conflict, InvalidInput, NotFound, TidingsError
 from tidings.store.db import execute_many
 from tidings.store.queue import Job
-from tidings.store.tables import applications, deliveries, event_types, events, webhooks
+from tidings.store.tables import (
+    applications,
+    catalog_version,
+    deliveries,
+    event_types,
+    events,
+    webhooks,
+)
 
 
 @dataclass(frozen=True)
@@ -59,31 +66,69 @@ class PublishRequest:
     request_hash: str | None = None
 
 
+class Catalog:
+    """What publishing reads of applications, event types and webhooks, kept from one batch
+    to the next while `catalog_version` stays the same: triggers raise it with every change
+    to those tables, from any process (migration 0006). Reading them again was 300 to 490 µs of
+    every batch; the version is one row by primary key. Its reads happen in the publish's
+    own transaction, after the version's, so what it keeps is never older than the version
+    it keeps it under. For one thread (the publish writer's)."""
+
+    MAX_APPLICATIONS = 10_000
+
+    def __init__(self) -> None:
+        self._version: int | None = None
+        self._hooks: dict[str, list[dict[str, Any]]] = {}  # application → enabled webhooks
+        self._types: set[str] = set()
+
+    def lookup(
+        self, conn: Connection, app_ids: set[str], type_names: set[str]
+    ) -> tuple[dict[str, list[dict[str, Any]]], set[str]]:
+        """Of these, the applications that exist (with their enabled webhooks), and the event
+        types that exist."""
+        version = conn.execute(_VERSION).scalar()
+        if version is None or version != self._version or len(self._hooks) > self.MAX_APPLICATIONS:
+            self._hooks, self._types, self._version = {}, set(), version
+        missing = [a for a in app_ids if a not in self._hooks]
+        if missing:
+            found: dict[str, list[dict[str, Any]]] = {
+                a: [] for a in conn.execute(_APPLICATIONS, {"ids": missing}).scalars()
+            }
+            for row in conn.execute(_ENABLED_WEBHOOKS, {"ids": list(found)}).mappings():
+                found[row["application_id"]].append(dict(row))
+            self._hooks.update(found)
+        unknown = [t for t in type_names if t not in self._types]
+        if unknown:
+            self._types.update(conn.execute(_EVENT_TYPES, {"names": unknown}).scalars())
+        hooks = {a: self._hooks[a] for a in app_ids if a in self._hooks}
+        types = type_names & self._types
+        if version is None:  # no version row (never after the migrations): keep nothing
+            self._hooks, self._types = {}, set()
+        return hooks, types
+
+
 def publish_many(
     conn: Connection,
     requests: Sequence[PublishRequest],
     now: float,
     taker: Taker | None = None,
+    catalog: Catalog | None = None,
 ) -> list[Accepted | TidingsError]:
     """Store many events and their deliveries in the caller's transaction, with a fixed number
     of statements whatever their count (group commit): each request's answer is its
     `Accepted`, or the error that refused it (no such application, unknown type, a reused
     Idempotency-Key). A concurrent request that took the same Idempotency-Key first makes the
-    insert raise `IntegrityError`: retry that request alone with `publish`."""
-    app_ids = list({r.app_id for r in requests})
-    found = set(conn.execute(_APPLICATIONS, {"ids": app_ids}).scalars())
-    types = set(
-        conn.execute(_EVENT_TYPES, {"names": list({r.event_type for r in requests})}).scalars()
+    insert raise `IntegrityError`: retry that request alone with `publish`. `catalog`
+    carries what was read of applications, types and webhooks from one call to the next."""
+    hooks, types = (catalog or Catalog()).lookup(
+        conn, {r.app_id for r in requests}, {r.event_type for r in requests}
     )
-    hooks: dict[str, list[dict[str, Any]]] = {}
-    for row in conn.execute(_ENABLED_WEBHOOKS, {"ids": list(found)}).mappings():
-        hooks.setdefault(row["application_id"], []).append(dict(row))
     earlier = _earlier_by_key(conn, [r for r in requests if r.idempotency_key is not None])
     results: list[Accepted | TidingsError] = []
     new_events: list[dict[str, Any]] = []
     new_deliveries: list[dict[str, Any]] = []
     for r in requests:
-        if r.app_id not in found:
+        if r.app_id not in hooks:
             results.append(NotFound(f"no application {r.app_id}"))
             continue
         if r.event_type not in types:
@@ -128,13 +173,17 @@ def publish_many(
 
 
 # Built once (lists bound at execution): building them was a sixth of a small batch's time.
+_VERSION = select(catalog_version.c.version).where(catalog_version.c.id == 1)
 _APPLICATIONS = select(applications.c.id).where(
     applications.c.id.in_(bindparam("ids", expanding=True))
 )
 _EVENT_TYPES = select(event_types.c.name).where(
     event_types.c.name.in_(bindparam("names", expanding=True))
 )
-_ENABLED_WEBHOOKS = select(webhooks).where(
+# Not what the worker keeps writing (failing_since, rate_next_at): they do not raise the version.
+_ENABLED_WEBHOOKS = select(
+    *(c for c in webhooks.c if c.name not in ("failing_since", "rate_next_at"))
+).where(
     webhooks.c.application_id.in_(bindparam("ids", expanding=True)), webhooks.c.enabled.is_(True)
 )
 _INSERT_EVENT = insert(events)

@@ -121,6 +121,15 @@ events = Table(
 
 # The queue. A row is due when status is pending and next_attempt_at has passed; a worker
 # claims it by setting status delivering and lease_expires_at.
+# One row: a number that triggers raise whenever applications, event types or webhooks
+# change (migration 0006), so the publish writer can keep what it read of them meanwhile.
+catalog_version = Table(
+    "catalog_version",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
 deliveries = Table(
     "deliveries",
     metadata,
