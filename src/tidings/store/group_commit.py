@@ -106,9 +106,7 @@ class GroupCommit(Generic[T, R]):
                     continue  # still write what came before, and what is left behind it
                 batch.append(pending)
             if batch:
-                results = self._write(batch)
-                for pending, result in zip(batch, results, strict=True):
-                    _answer(pending, result)
+                _answer(batch, self._write(batch))
 
     def _write(self, batch: list[_Pending[T, R]]) -> Sequence[R | BaseException]:
         items = [p.item for p in batch]
@@ -135,14 +133,22 @@ class GroupCommit(Generic[T, R]):
             return exc
 
 
-def _answer(pending: _Pending[T, R], result: R | BaseException) -> None:
-    def settle() -> None:
+def _answer(batch: list[_Pending[T, R]], results: Sequence[R | BaseException]) -> None:
+    """Settle each caller's future in its own loop: one wake-up per loop for the whole batch,
+    not one per request."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending[T, R], R | BaseException]]] = {}
+    for pending, result in zip(batch, results, strict=True):
+        by_loop.setdefault(pending.loop, []).append((pending, result))
+    for loop, answers in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle, answers)
+
+
+def _settle(answers: list[tuple[_Pending[T, R], R | BaseException]]) -> None:
+    for pending, result in answers:
         if pending.future.done():  # the caller went away (its request was cancelled)
-            return
+            continue
         if isinstance(result, BaseException):
             pending.future.set_exception(result)
         else:
             pending.future.set_result(result)
-
-    with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
-        pending.loop.call_soon_threadsafe(settle)
