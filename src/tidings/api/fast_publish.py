@@ -12,7 +12,7 @@ body replayed, so every refusal keeps the one answer it always had. A refusal wr
 nothing, so handing it on cannot publish twice.
 
 It stands in front of the whole application (`api.app.TidingsAPI`), not inside FastAPI's
-middleware stack: the eight layers it skips (error and telemetry wrappers, the body limit,
+middleware stack: the seven layers it skips (error and telemetry wrappers, the body limit,
 the JSON content type, the dashboard's headers) and a request hash nobody read were a fifth
 of a publish's CPU (docs/decisions.md). What they would do to a publish it does itself: it
 takes only a body whose declared Content-Length is within the limit (anything else goes on,
