@@ -10,7 +10,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import text
 
 from tidings.errors import InvalidInput, NotFound
-from tidings.store import events
+from tidings.store import events, queue
 from tidings.store.db import Database
 from tidings.store.events import Catalog, PublishRequest
 
@@ -129,3 +129,56 @@ def test_a_kept_catalog_reads_nothing_again_while_the_version_stays(api: Api) ->
         )
     reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     assert len(reads) == 1 and "catalog_version" in reads[0], statements
+
+
+def _claim(api: Api, kept: queue.KeptWebhooks, worker: str = "w") -> list[queue.Job]:
+    with api.context.db.write() as conn:
+        now = api.context.clock.now()
+        return queue.claim(conn, worker, now, 30, 10, kept_webhooks=kept)
+
+
+def test_a_workers_kept_webhooks_follow_changes_between_claims(api: Api) -> None:
+    db = api.context.db
+    kept = queue.KeptWebhooks()
+    hook = api.create_webhook(events=["*"])
+    api.publish("item.created", {"n": 1})
+    (job,) = _claim(api, kept)
+    assert job.webhook is not None and job.webhook["url"] == "https://hooks.example.com/in"
+    assert "failing_since" not in job.webhook and "rate_next_at" not in job.webhook
+
+    # Changed behind the worker's back: the next claim reads the webhook again.
+    _sql(
+        db,
+        "UPDATE webhooks SET url = 'https://hooks.example.com/two' WHERE id = :id",
+        id=hook["id"],
+    )
+    api.publish("item.created", {"n": 2})
+    (job,) = _claim(api, kept)
+    assert job.webhook is not None and job.webhook["url"] == "https://hooks.example.com/two"
+
+    _sql(db, "UPDATE webhooks SET enabled = :off WHERE id = :id", off=False, id=hook["id"])
+    _sql(db, "UPDATE webhooks SET enabled = :on WHERE id = :id", on=True, id=hook["id"])
+    api.publish("item.created", {"n": 3})
+    _sql(db, "UPDATE webhooks SET enabled = :off WHERE id = :id", off=False, id=hook["id"])
+    (job,) = _claim(api, kept)
+    assert job.webhook is not None and job.webhook["enabled"] is False  # finished unsent
+
+    # Turned FIFO: from the next claim on, only the head of its queue is given.
+    _sql(db, "UPDATE deliveries SET status = 'succeeded'")  # nothing of it in flight
+    _sql(
+        db,
+        "UPDATE webhooks SET enabled = :on, ordering = 'fifo' WHERE id = :id",
+        on=True,
+        id=hook["id"],
+    )
+    for n in range(3):
+        api.publish("item.created", {"n": n})
+    assert len(_claim(api, kept, "a")) == 1
+    assert _claim(api, kept, "b") == []
+
+    # Deleted: its deliveries are claimed with no webhook, so they end unsent.
+    _sql(db, "UPDATE webhooks SET ordering = 'unordered' WHERE id = :id", id=hook["id"])
+    api.publish("item.created", {"n": 4})
+    with db.write() as conn:
+        conn.execute(text("DELETE FROM webhooks WHERE id = :id"), {"id": hook["id"]})
+    assert all(job.webhook is None for job in _claim(api, kept, "c"))

@@ -101,6 +101,7 @@ class Worker:
         self._last_deep = 0.0
         self._claim_cap = 2 * self.per_webhook  # in flight or waiting, per webhook
         self._claimed_with: dict[str, int] = {}  # `_held` as the last claim counted it
+        self._kept_webhooks = queue.KeptWebhooks()  # what claims read of webhooks, kept
         self._active_sender: Sender | None = None
         self._stopping = False
         self.handed_over = 0  # deliveries a publish gave this worker without a claim
@@ -308,6 +309,7 @@ class Worker:
                     busy=held,
                     per_webhook=self._claim_cap,
                     deep=deep,
+                    kept_webhooks=self._kept_webhooks,
                 )
 
         try:

@@ -13,10 +13,9 @@ from tidings.domain.catalog import TEST_EVENT, compact_json, subscribes
 from tidings.domain.ids import new_id
 from tidings.errors import Conflict, InvalidInput, NotFound, TidingsError
 from tidings.store.db import execute_many
-from tidings.store.queue import Job
+from tidings.store.queue import CATALOG_VERSION, Job
 from tidings.store.tables import (
     applications,
-    catalog_version,
     deliveries,
     event_types,
     events,
@@ -86,7 +85,7 @@ class Catalog:
     ) -> tuple[dict[str, list[dict[str, Any]]], set[str]]:
         """Of these, the applications that exist (with their enabled webhooks), and the event
         types that exist."""
-        version = conn.execute(_VERSION).scalar()
+        version = conn.execute(CATALOG_VERSION).scalar()
         if version is None or version != self._version or len(self._hooks) > self.MAX_APPLICATIONS:
             self._hooks, self._types, self._version = {}, set(), version
         missing = [a for a in app_ids if a not in self._hooks]
@@ -173,7 +172,6 @@ def publish_many(
 
 
 # Built once (lists bound at execution): building them was a sixth of a small batch's time.
-_VERSION = select(catalog_version.c.version).where(catalog_version.c.id == 1)
 _APPLICATIONS = select(applications.c.id).where(
     applications.c.id.in_(bindparam("ids", expanding=True))
 )
