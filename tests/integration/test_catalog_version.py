@@ -49,20 +49,17 @@ def test_every_change_that_publishing_reads_raises_the_version(api: Api) -> None
     moved = {"url": "https://hooks.example.com/moved"}
     assert api.call("PATCH", url, api.admin, json=moved).status_code == 200
     assert raised()
-    _sql(db, "UPDATE webhooks SET enabled = :off WHERE id = :id", off=False, id=hook["id"])
-    assert raised()
-    _sql(db, "INSERT INTO event_types (name, description, created_at) VALUES ('a.b', '', 0)")
-    assert raised()
-    _sql(db, "UPDATE event_types SET description = 'x' WHERE name = 'a.b'")
-    assert raised()
-    _sql(db, "DELETE FROM event_types WHERE name = 'a.b'")
-    assert raised()
-    _sql(db, "INSERT INTO applications (id, name, created_at) VALUES ('app_x', 'x', 0)")
-    assert raised()
-    _sql(db, "UPDATE applications SET name = 'y' WHERE id = 'app_x'")
-    assert raised()
-    _sql(db, "DELETE FROM applications WHERE id = 'app_x'")
-    assert raised()
+    for statement in (
+        "UPDATE webhooks SET enabled = :off WHERE id = :id",
+        "INSERT INTO event_types (name, description, created_at) VALUES ('a.b', '', 0)",
+        "UPDATE event_types SET description = 'x' WHERE name = 'a.b'",
+        "DELETE FROM event_types WHERE name = 'a.b'",
+        "INSERT INTO applications (id, name, created_at) VALUES ('app_x', 'x', 0)",
+        "UPDATE applications SET name = 'y' WHERE id = 'app_x'",
+        "DELETE FROM applications WHERE id = 'app_x'",
+    ):
+        _sql(db, statement, off=False, id=hook["id"])
+        assert raised(), statement
     assert api.call("DELETE", url, api.admin).status_code == 204
     assert raised()
 
