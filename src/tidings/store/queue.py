@@ -131,22 +131,31 @@ def claim(
     webhook_rows = hooks.by_id(conn, {row.webhook_id for row in claimed})
     slots = _rate_slots(conn, claimed, webhook_rows, now)
     claimed = [row for row in claimed if row.id in slots]
+    # (type, content_json, timestamp) by event id; rows unpacked as tuples, which is a few
+    # microseconds a delivery cheaper than reading them by attribute name.
     event_rows = {
-        e.id: e for e in conn.execute(_EVENTS_BY_ID, {"ids": list({r.event_id for r in claimed})})
-    }
-    return [
-        Job(
-            delivery_id=row.id,
-            application_id=row.application_id,
-            attempt_count=row.attempt_count,
-            event_type=event_rows[row.event_id].type,
-            content_json=event_rows[row.event_id].content_json,
-            timestamp=event_rows[row.event_id].timestamp,
-            webhook=webhook_rows.get(row.webhook_id),
-            not_before=slots[row.id],
+        event_id: rest
+        for event_id, *rest in conn.execute(
+            _EVENTS_BY_ID, {"ids": list({r.event_id for r in claimed})}
         )
-        for row in sorted(claimed, key=lambda r: r.id)
-    ]
+    }
+    jobs = []
+    for delivery_id, application_id, event_id, webhook_id, attempt_count in sorted(claimed):
+        event_type, content_json, timestamp = event_rows[event_id]
+        webhook = webhook_rows.get(webhook_id)
+        jobs.append(
+            Job(
+                delivery_id,
+                application_id,
+                attempt_count,
+                event_type,
+                content_json,
+                timestamp,
+                webhook,
+                slots[delivery_id],
+            )
+        )
+    return jobs
 
 
 # The claim's statements are built once, with bound parameters (lists expand at execution):
