@@ -113,3 +113,13 @@ def test_replays_and_other_credentials_and_apps(api: Api, plain: TestClient) -> 
     )
     assert missing.status_code == 404 and missing.json()["status"] == 404
     assert fast.answered == answered  # none of those was answered by the fast path
+
+
+def test_only_a_plain_declared_length_within_the_limit_is_read_here(api: Api) -> None:
+    """Anything else goes on to the stack's own body limit (an HTTP parser refuses most of
+    these before they reach the application; none of them may raise here)."""
+    fast = _fast_path(api.client)
+    limit = fast.max_bytes
+    assert fast._small(str(limit)) and fast._small("0") and fast._small("007")
+    for declared in (None, "", str(limit + 1), "²", "1e3", "-1", " 5", "٣"):
+        assert not fast._small(declared), declared

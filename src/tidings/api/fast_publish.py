@@ -68,7 +68,9 @@ class FastPublish:
     def _small(self, declared: str | None) -> bool:
         """A declared length within the limit: the body can be read whole here (a chunked
         or oversized body goes on, to `BodySizeLimit`, which answers it)."""
-        return declared is not None and declared.isdigit() and int(declared) <= self.max_bytes
+        if declared is None or not (declared.isascii() and declared.isdigit()):
+            return False
+        return int(declared) <= self.max_bytes
 
     def _is_operator(self, authorization: str | None) -> bool:
         try:
