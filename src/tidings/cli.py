@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import secrets
 import sys
@@ -151,6 +152,19 @@ def _share_the_gil_quickly() -> None:
     sys.setswitchinterval(0.001)
 
 
+def _tune_the_garbage_collector() -> None:
+    """Measured in a drain of 10,000 deliveries (`tidings worker`), time in the cyclic garbage
+    collector after startup: 375 ms with Python's defaults, 113 ms once what startup built
+    (~130,000 objects that live as long as the process: modules, the app, the engine) is
+    frozen out of its view, and 10-20 ms when a young-generation collection also waits for
+    10,000 new objects rather than 700. A full collection had walked every startup object,
+    ~70 ms each time with the event loop stopped. Cycles are still collected; at most
+    10,000 more objects wait for it."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 def _start_http(settings: Settings, *, with_worker: bool) -> None:
     from tidings.api.app import build_context, create_app
     from tidings.delivery.worker import Worker
@@ -171,7 +185,9 @@ def _start_http(settings: Settings, *, with_worker: bool) -> None:
     base = f"http://{settings.host}:{settings.port}"
     say(f"Tidings {__version__}: API at {base}/v1, OpenAPI at {base}/docs")
     say(f"Database: {settings.database_url}")
-    serve_http(create_app(context, worker), settings.host, settings.port)
+    application = create_app(context, worker)
+    _tune_the_garbage_collector()
+    serve_http(application, settings.host, settings.port)
 
 
 @app.command()
@@ -239,6 +255,7 @@ def worker(
         await the_worker.run(stop)
 
     say(f"Tidings {__version__} worker {the_worker.worker_id}, database {settings.database_url}")
+    _tune_the_garbage_collector()
     try:
         import uvloop  # installed with uvicorn[standard]: a faster event loop
     except ImportError:
