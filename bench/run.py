@@ -649,42 +649,54 @@ def claim_kwargs(webhook_id: str, style: str) -> tuple[int, dict[str, Any]]:
     return 40, {"busy": {webhook_id: 24}, "per_webhook": 32}
 
 
-def measure_claims(db: Database, claims: int, webhook_id: str, style: str) -> dict[str, Any]:
-    """Median time of `claim` in a write transaction; what it claimed is released between."""
-    limit, kwargs = claim_kwargs(webhook_id, style)
-    claim_s: list[float] = []
-    txn_s: list[float] = []
-    sizes = []
-    budget_end = time.monotonic() + CLAIM_BUDGET_S
-    with StatementTimer(db) as timer:
+def measure_claims(
+    dbs: dict[int, tuple[Database, str]], claims: int, style: str
+) -> dict[int, dict[str, Any]]:
+    """Median time of `claim` in a write transaction, for each database (backlog size ->
+    (database, webhook)), taking turns claim by claim so that both sizes see the same
+    machine: this VM's speed drifts within a minute. What a claim took is given back
+    between (untimed)."""
+    with contextlib.ExitStack() as stack:
+        timers = {n: stack.enter_context(StatementTimer(db)) for n, (db, _hook) in dbs.items()}
+        claim_s: dict[int, list[float]] = {n: [] for n in dbs}
+        txn_s: dict[int, list[float]] = {n: [] for n in dbs}
+        sizes: dict[int, list[int]] = {n: [] for n in dbs}
+        budget_end = time.monotonic() + CLAIM_BUDGET_S
         for _ in range(claims):
-            if len(claim_s) >= 5 and time.monotonic() > budget_end:
+            if len(claim_s[min(dbs)]) >= 5 and time.monotonic() > budget_end:
                 break  # slow claims: fewer samples rather than minutes per size
-            timer.on = True
-            started = time.perf_counter()
-            with db.write() as conn:
-                t0 = time.perf_counter()
-                jobs = queue.claim(conn, "bench-claimer", time.time(), 30.0, limit, **kwargs)
-                claim_s.append(time.perf_counter() - t0)
-            txn_s.append(time.perf_counter() - started)
-            timer.on = False
-            sizes.append(len(jobs))
-            with db.write() as conn:  # give them back, untimed
-                queue.release(conn, "bench-claimer", [j.delivery_id for j in jobs], time.time())
-    out: dict[str, Any] = {
-        "style": style,
-        "limit": limit,
-        "kwargs": {k: v for k, v in kwargs.items() if k != "busy"} | {"busy": bool(kwargs)},
-        "claim_median_ms": statistics.median(claim_s) * 1000,
-        "claim_p90_ms": sorted(claim_s)[int(0.9 * (len(claim_s) - 1))] * 1000,
-        "transaction_median_ms": statistics.median(txn_s) * 1000,
-        "claimed_per_call": Counter(sizes).most_common(1)[0][0],
-        "claims_timed": len(claim_s),
-        "statements": timer.report(len(claim_s)),
-    }
-    if style == "plain":
-        out["plans"] = timer.plans()
-        out["cprofile_top"] = profile_claims(db, 5, limit)
+            for n, (db, webhook_id) in dbs.items():
+                limit, kwargs = claim_kwargs(webhook_id, style)
+                timers[n].on = True
+                started = time.perf_counter()
+                with db.write() as conn:
+                    t0 = time.perf_counter()
+                    jobs = queue.claim(conn, "bench-claimer", time.time(), 30.0, limit, **kwargs)
+                    claim_s[n].append(time.perf_counter() - t0)
+                txn_s[n].append(time.perf_counter() - started)
+                timers[n].on = False
+                sizes[n].append(len(jobs))
+                with db.write() as conn:  # give them back, untimed
+                    ids = [j.delivery_id for j in jobs]
+                    queue.release(conn, "bench-claimer", ids, time.time())
+    out: dict[int, dict[str, Any]] = {}
+    for n, (db, webhook_id) in dbs.items():
+        limit, kwargs = claim_kwargs(webhook_id, style)
+        times = claim_s[n]
+        out[n] = {
+            "style": style,
+            "limit": limit,
+            "kwargs": {k: v for k, v in kwargs.items() if k != "busy"} | {"busy": bool(kwargs)},
+            "claim_median_ms": statistics.median(times) * 1000,
+            "claim_p90_ms": sorted(times)[int(0.9 * (len(times) - 1))] * 1000,
+            "transaction_median_ms": statistics.median(txn_s[n]) * 1000,
+            "claimed_per_call": Counter(sizes[n]).most_common(1)[0][0],
+            "claims_timed": len(times),
+            "statements": timers[n].report(len(times)),
+        }
+        if style == "plain":
+            out[n]["plans"] = timers[n].plans()
+            out[n]["cprofile_top"] = profile_claims(db, 5, limit)
     return out
 
 
@@ -726,7 +738,8 @@ async def case_backlog(ctx: Ctx) -> Result:
     rows: list[Row] = []
     details: dict[str, Any] = {"claim_limit": CLAIM_LIMIT, "claims": ctx.sizes.backlog_claims}
     for backend in backends:
-        measured = {}
+        measured: dict[int, dict[str, Any]] = {}
+        dbs: dict[int, tuple[Database, str]] = {}
         for n in (small, large):
             if backend == "sqlite":
                 url = ctx.sqlite_url(f"backlog-{n}")
@@ -739,14 +752,13 @@ async def case_backlog(ctx: Ctx) -> Result:
             seeding.insert_backlog(
                 db, app_id, hooks[0], n, first_due=now - 7200, spacing_s=3600 / n
             )
-            seed_s = time.perf_counter() - seeded
-            claims = ctx.sizes.backlog_claims
-            measured[n] = {
-                "pending": n,
-                "seed_s": seed_s,
-                **measure_claims(db, claims, hooks[0], "plain"),
-                "as_worker": measure_claims(db, claims, hooks[0], "worker"),
-            }
+            measured[n] = {"pending": n, "seed_s": time.perf_counter() - seeded}
+            dbs[n] = (db, hooks[0])
+        claims = ctx.sizes.backlog_claims
+        plain = measure_claims(dbs, claims, "plain")
+        as_worker = measure_claims(dbs, claims, "worker")
+        for n, (db, _hook) in dbs.items():
+            measured[n] |= {**plain[n], "as_worker": as_worker[n]}
             db.dispose()
             if backend == "sqlite":
                 for suffix in ("", "-wal", "-shm"):
