@@ -13,14 +13,8 @@ from tidings.domain.catalog import TEST_EVENT, compact_json, subscribes
 from tidings.domain.ids import new_id
 from tidings.errors import Conflict, InvalidInput, NotFound, TidingsError
 from tidings.store.db import execute_many
-from tidings.store.queue import CATALOG_VERSION, Job
-from tidings.store.tables import (
-    applications,
-    deliveries,
-    event_types,
-    events,
-    webhooks,
-)
+from tidings.store.queue import KEPT_WEBHOOK_COLUMNS, Job, KeptWhileCatalogStays
+from tidings.store.tables import applications, deliveries, event_types, events, webhooks
 
 
 @dataclass(frozen=True)
@@ -65,29 +59,24 @@ class PublishRequest:
     request_hash: str | None = None
 
 
-class Catalog:
+class Catalog(KeptWhileCatalogStays):
     """What publishing reads of applications, event types and webhooks, kept from one batch
-    to the next while `catalog_version` stays the same: triggers raise it with every change
-    to those tables, from any process (migration 0006). Reading them again was 300 to 490 µs of
-    every batch; the version is one row by primary key. Its reads happen in the publish's
-    own transaction, after the version's, so what it keeps is never older than the version
-    it keeps it under. For one thread (the publish writer's)."""
+    to the next (for the publish writer's thread): reading them again was 300 to 490 µs of
+    every batch; the version is one row by primary key."""
 
-    MAX_APPLICATIONS = 10_000
-
-    def __init__(self) -> None:
-        self._version: int | None = None
+    def forget(self) -> None:
         self._hooks: dict[str, list[dict[str, Any]]] = {}  # application → enabled webhooks
         self._types: set[str] = set()
+
+    def kept(self) -> int:
+        return len(self._hooks)
 
     def lookup(
         self, conn: Connection, app_ids: set[str], type_names: set[str]
     ) -> tuple[dict[str, list[dict[str, Any]]], set[str]]:
         """Of these, the applications that exist (with their enabled webhooks), and the event
         types that exist."""
-        version = conn.execute(CATALOG_VERSION).scalar()
-        if version is None or version != self._version or len(self._hooks) > self.MAX_APPLICATIONS:
-            self._hooks, self._types, self._version = {}, set(), version
+        self.check(conn)
         missing = [a for a in app_ids if a not in self._hooks]
         if missing:
             found: dict[str, list[dict[str, Any]]] = {
@@ -100,10 +89,7 @@ class Catalog:
         if unknown:
             self._types.update(conn.execute(_EVENT_TYPES, {"names": unknown}).scalars())
         hooks = {a: self._hooks[a] for a in app_ids if a in self._hooks}
-        types = type_names & self._types
-        if version is None:  # no version row (never after the migrations): keep nothing
-            self._hooks, self._types = {}, set()
-        return hooks, types
+        return hooks, type_names & self._types
 
 
 def publish_many(
@@ -178,10 +164,7 @@ _APPLICATIONS = select(applications.c.id).where(
 _EVENT_TYPES = select(event_types.c.name).where(
     event_types.c.name.in_(bindparam("names", expanding=True))
 )
-# Not what the worker keeps writing (failing_since, rate_next_at): they do not raise the version.
-_ENABLED_WEBHOOKS = select(
-    *(c for c in webhooks.c if c.name not in ("failing_since", "rate_next_at"))
-).where(
+_ENABLED_WEBHOOKS = select(*KEPT_WEBHOOK_COLUMNS).where(
     webhooks.c.application_id.in_(bindparam("ids", expanding=True)), webhooks.c.enabled.is_(True)
 )
 _INSERT_EVENT = insert(events)

@@ -165,9 +165,14 @@ _FIFO_EXISTS = _FIFO_IDS.limit(1)
 _EVENTS_BY_ID = select(events.c.id, events.c.type, _CONTENT_TEXT, events.c.timestamp).where(
     events.c.id.in_(bindparam("ids", expanding=True))
 )
-_WEBHOOKS_BY_ID = select(
-    *(c for c in webhooks.c if c.name not in ("failing_since", "rate_next_at"))
-).where(webhooks.c.id.in_(bindparam("ids", expanding=True)))
+# What is kept of a webhook: all but what the worker keeps writing, which does not raise
+# catalog_version (see KeptWhileCatalogStays).
+KEPT_WEBHOOK_COLUMNS = tuple(
+    c for c in webhooks.c if c.name not in ("failing_since", "rate_next_at")
+)
+_WEBHOOKS_BY_ID = select(*KEPT_WEBHOOK_COLUMNS).where(
+    webhooks.c.id.in_(bindparam("ids", expanding=True))
+)
 # catalog_version (migration 0006): raised with every change to applications, event types
 # and webhooks but the worker's own writes, so what was read of them can be kept meanwhile.
 CATALOG_VERSION = select(catalog_version.c.version).where(catalog_version.c.id == 1)
@@ -312,45 +317,59 @@ def _rate_slots(
     return slots
 
 
-class KeptWebhooks:
-    """Webhook rows by id, and whether any webhook is FIFO, kept from one claim to the next
-    while `catalog_version` stays the same (as `events.Catalog` keeps what publishing reads):
-    per claim, one small read instead of two (the FIFO check and the claimed deliveries'
-    webhooks were 190 µs of a 32-delivery claim on SQLite). Rows leave out what the worker
-    itself keeps writing (`failing_since`, `rate_next_at`), which does not raise the version.
-    For one claim at a time."""
+class KeptWhileCatalogStays:
+    """What was read of applications, event types or webhooks, kept from one transaction to
+    the next while `catalog_version` stays the same: triggers raise it with every change to
+    those tables, from any process (migration 0006), but not with the worker's own writes
+    (`failing_since`, `rate_next_at`, left out of what is kept). `check` first, in each
+    transaction: it forgets everything when the version moved, when there is no version row
+    (never after the migrations), or past `MAX_KEPT` entries. What is read after the check,
+    in the same transaction, is never older than the version it is kept under. For one
+    thread at a time."""
 
-    MAX_WEBHOOKS = 10_000
+    MAX_KEPT = 10_000
 
     def __init__(self) -> None:
         self._version: int | None = None
+        self.forget()
+
+    def forget(self) -> None:
+        raise NotImplementedError
+
+    def kept(self) -> int:
+        raise NotImplementedError
+
+    def check(self, conn: Connection) -> None:
+        version = conn.execute(CATALOG_VERSION).scalar()
+        if version is None or version != self._version or self.kept() > self.MAX_KEPT:
+            self.forget()
+            self._version = version
+
+
+class KeptWebhooks(KeptWhileCatalogStays):
+    """Webhook rows by id, and whether any webhook is FIFO, kept from one claim to the next:
+    per claim, one small read instead of two (the FIFO check and the claimed deliveries'
+    webhooks were 190 µs of a 32-delivery claim on SQLite)."""
+
+    def forget(self) -> None:
         self._rows: dict[str, dict[str, Any]] = {}
         self._fifo: bool | None = None
 
-    def check(self, conn: Connection) -> None:
-        """Forget what was kept if the version moved (call first in each transaction)."""
-        version = conn.execute(CATALOG_VERSION).scalar()
-        if version is None or version != self._version or len(self._rows) > self.MAX_WEBHOOKS:
-            self._rows, self._fifo = {}, None
-            self._version = version
+    def kept(self) -> int:
+        return len(self._rows)
 
     def any_fifo(self, conn: Connection) -> bool:
-        fifo = self._fifo
-        if fifo is None:
-            fifo = conn.execute(_FIFO_EXISTS).first() is not None
-            self._fifo = fifo if self._version is not None else None
-        return fifo
+        if self._fifo is None:
+            self._fifo = conn.execute(_FIFO_EXISTS).first() is not None
+        return self._fifo
 
     def by_id(self, conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         wanted = set(ids)
         missing = [i for i in wanted if i not in self._rows]
-        rows = self._rows
         if missing:
             found = conn.execute(_WEBHOOKS_BY_ID, {"ids": missing}).mappings()
-            rows = {**rows, **{row["id"]: dict(row) for row in found}}
-            if self._version is not None:  # no version row: keep nothing
-                self._rows = rows
-        return {i: rows[i] for i in wanted if i in rows}
+            self._rows.update((row["id"], dict(row)) for row in found)
+        return {i: self._rows[i] for i in wanted if i in self._rows}
 
 
 def record(conn: Connection, worker_id: str, outcomes: Sequence[Outcome], now: float) -> int:

@@ -119,10 +119,8 @@ events = Table(
     Index("ix_events_application_id_id", "application_id", "id"),
 )
 
-# The queue. A row is due when status is pending and next_attempt_at has passed; a worker
-# claims it by setting status delivering and lease_expires_at.
 # One row: a number that triggers raise whenever applications, event types or webhooks
-# change (migration 0006), so the publish writer can keep what it read of them meanwhile.
+# change (migration 0006), so publishing and claims can keep what they read of them.
 catalog_version = Table(
     "catalog_version",
     metadata,
@@ -130,6 +128,8 @@ catalog_version = Table(
     Column("version", Integer, nullable=False),
 )
 
+# The queue. A row is due when status is pending and next_attempt_at has passed; a worker
+# claims it by setting status delivering and lease_expires_at.
 deliveries = Table(
     "deliveries",
     metadata,
