@@ -197,20 +197,46 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def processes_named(prefix: str) -> list[int]:
+    """The ids of the processes whose name (`/proc/<pid>/comm`) starts with `prefix`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().startswith(prefix):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 class CpuWatch:
     """Samples the CPU seconds of some processes every `every_s` (wall clock `time.time()`,
     the receiver's clock for arrivals), so the CPU a process spent between two arrival
     times can be read afterwards: startup and shutdown are left out, unlike a before/after.
     """
 
-    def __init__(self, pids: dict[str, int], every_s: float = 0.02) -> None:
+    def __init__(
+        self, pids: dict[str, int], every_s: float = 0.02, *, postgresql: bool = False
+    ) -> None:
         self.pids = pids
         self.every_s = every_s
         self.samples: list[tuple[float, dict[str, float]]] = []
         self._task: asyncio.Task[None] | None = None
+        # PostgreSQL's own processes (server and backends), summed as "postgresql"; their
+        # list is read again every 25 samples. A backend that exits takes its CPU along, so
+        # this is right only while connections stay open (a drain's workers keep theirs).
+        self._postgresql = postgresql
+        self._pg_pids: list[int] = []
+        self._count = 0
 
     def sample(self) -> None:
         got = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        if self._postgresql:
+            if self._count % 25 == 0:
+                self._pg_pids = processes_named("postgres")
+            self._count += 1
+            got["postgresql"] = sum(cpu_seconds(pid) or 0.0 for pid in self._pg_pids)
         self.samples.append((time.time(), {k: v for k, v in got.items() if v is not None}))
 
     async def _run(self) -> None:
@@ -240,7 +266,7 @@ class CpuWatch:
         if start is None or end is None:
             return {}
         used = {}
-        for name in self.pids:
+        for name in [*self.pids, "postgresql"]:
             before, after = self._at(name, start), self._at(name, end)
             if before is not None and after is not None:
                 used[name] = after - before

@@ -282,7 +282,8 @@ async def drain_once(
         for i in range(workers):
             procs.append(start_tidings(f"{tag}-worker{i}", "worker", ctx.env(db_url), ctx.work))
         pids = {p.name: p.pid for p in procs} | {"receiver": ctx.receiver.proc.pid}
-        with harness.CpuWatch(pids) as watch:
+        postgresql = db_url.startswith("postgres")
+        with harness.CpuWatch(pids, postgresql=postgresql) as watch:
             summary = await ctx.receiver.wait_for(n, ctx.sizes.wait_s, "/hook", watch=procs)
             watch.sample()
         if with_api:  # it must be serving beside the workers

@@ -1,0 +1,159 @@
+"""The store's bulk forms, on both databases: lists bound as one value (`in_list`), rows
+written as one JSON document on PostgreSQL (`execute_many`), and a claim that asks only for
+what the enabled webhooks can take under their cap (`queue._takeable`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import insert, select, text
+
+from tidings.domain.catalog import compact_json
+from tidings.store import queue
+from tidings.store.db import Database, execute_many, in_list, not_in_list
+from tidings.store.tables import attempts, deliveries, event_types
+
+from .conftest import Api
+
+AWKWARD = [
+    'quote"d',
+    "back\\slash",
+    "com,ma",
+    "{braces}",
+    " spaced ",
+    "NULL",
+    "",
+    "ünï ✓",
+    "trailing\\",
+]
+
+
+def test_in_list_and_not_in_list_match_awkward_strings_exactly(api: Api) -> None:
+    db = api.context.db
+    with db.write() as conn:
+        conn.execute(
+            insert(event_types),
+            [{"name": n, "description": "", "created_at": 0.0} for n in AWKWARD],
+        )
+    picked = [*AWKWARD[:4], "not there"]
+    with db.read() as conn:
+        names = event_types.c.name
+        found = conn.execute(select(names).where(in_list(names, "names")), {"names": picked})
+        assert sorted(found.scalars()) == sorted(AWKWARD[:4])
+        rest = conn.execute(
+            select(names).where(not_in_list(names, "names"), in_list(names, "all")),
+            {"names": picked, "all": AWKWARD},
+        )
+        assert sorted(rest.scalars()) == sorted(AWKWARD[4:])
+        # An empty list: IN matches nothing, NOT IN leaves nothing out.
+        assert conn.execute(select(names).where(in_list(names, "n")), {"n": []}).all() == []
+        everything = conn.execute(
+            select(names).where(not_in_list(names, "n"), in_list(names, "all")),
+            {"n": [], "all": AWKWARD},
+        )
+        assert sorted(everything.scalars()) == sorted(AWKWARD)
+
+
+def test_execute_many_keeps_every_value_exactly(api: Api) -> None:
+    api.create_webhook(events=["item.created"])
+    assert api.publish("item.created").status_code == 202
+    db = api.context.db
+    with db.read() as conn:
+        delivery_id = conn.execute(select(deliveries.c.id)).scalar_one()
+    rows: list[dict[str, Any]] = [
+        {
+            "id": f"att_{i}",
+            "delivery_id": delivery_id,
+            "at": 1764212345.123456 + i,
+            "status_code": None if i else 500,
+            "duration_ms": 7,
+            "error": AWKWARD[i % len(AWKWARD)] + "\nline two\t'",
+            "response_body": None,
+            "request_headers": {"x-big": 2**70, "x-ü": ["a", 1.5, None], "q": 'say "hi"'},
+        }
+        for i in range(5)
+    ]
+    with db.write() as conn:
+        execute_many(conn, insert(attempts), rows)
+    columns = [attempts.c[k] for k in rows[0] if k != "request_headers"]
+    stored_json = text("SELECT CAST(request_headers AS TEXT) FROM attempts WHERE id = 'att_0'")
+    with db.read() as conn:
+        got = conn.execute(select(*columns).order_by(attempts.c.id)).mappings().all()
+        headers = conn.execute(select(attempts.c.request_headers)).scalars().all()
+        raw = conn.execute(stored_json).scalar_one()
+    assert [dict(r) for r in got] == [
+        {k: v for k, v in r.items() if k != "request_headers"} for r in rows
+    ]
+    assert headers == [rows[0]["request_headers"]] * 5
+    # Stored as the same compact text on both databases.
+    assert raw == compact_json(rows[0]["request_headers"])
+
+
+def _due_deliveries(api: Api, hook_events: list[str], count: int) -> None:
+    for _ in range(count):
+        assert api.publish(hook_events[0]).status_code == 202
+
+
+def _claim(db: Database, busy: dict[str, int], limit: int, **kw: Any) -> list[queue.Job]:
+    with db.write() as conn:
+        return queue.claim(conn, "w1", 2e9, 60, limit, busy=busy, per_webhook=10, **kw)
+
+
+def _pending(db: Database) -> int:
+    with db.read() as conn:
+        query = select(deliveries.c.id).where(deliveries.c.status == "pending")
+        return len(conn.execute(query).all())
+
+
+def test_a_claim_asks_only_for_what_the_webhooks_cap_leaves(api: Api) -> None:
+    hook = api.create_webhook(events=["item.created"])
+    _due_deliveries(api, ["item.created"], 12)
+    db = api.context.db
+    asked: list[int] = []
+
+    @sa_event.listens_for(db.engine, "before_cursor_execute")
+    def _limits(*args: Any) -> None:
+        compiled = getattr(args[4], "compiled_parameters", None)
+        if compiled and "limit" in compiled[0]:
+            asked.append(compiled[0]["limit"])
+
+    kept = queue.KeptWebhooks()
+    jobs = _claim(db, {hook["id"]: 7}, 12, kept_webhooks=kept)
+    assert len(jobs) == 3  # 10 - 7 in flight
+    assert asked == [3]  # not 12, most of them to be left (and another round to look past)
+    assert _pending(db) == 9
+    assert _claim(db, {hook["id"]: 10}, 12, kept_webhooks=kept) == []
+    assert _pending(db) == 9
+    # A second enabled webhook has room of its own: the first claim may ask for more.
+    other = api.create_webhook(events=["item.created"], url="https://hooks.example.com/b")
+    jobs = _claim(db, {hook["id"]: 10, other["id"]: 0}, 12, kept_webhooks=kept)
+    assert jobs == []  # all due rows belong to the capped webhook
+    assert len(_claim(db, {hook["id"]: 4}, 12, kept_webhooks=kept)) == 6
+
+
+def test_rows_of_a_disabled_webhook_are_still_claimed(api: Api) -> None:
+    hook = api.create_webhook(events=["item.created"])
+    gone = api.create_webhook(events=["item.created"], url="https://hooks.example.com/b")
+    _due_deliveries(api, ["item.created"], 3)
+    db = api.context.db
+    # Disabled behind the API's back, its rows left pending (as a retry scheduled by an
+    # attempt in flight when it was disabled would be).
+    with db.write() as conn:
+        conn.execute(
+            text("UPDATE webhooks SET enabled = :off WHERE id = :id"),
+            {"off": False, "id": gone["id"]},
+        )
+    kept = queue.KeptWebhooks()
+    # The enabled webhook at its cap: only a deep claim looks past it.
+    assert _claim(db, {hook["id"]: 10}, 12, kept_webhooks=kept) == []
+    jobs = _claim(db, {hook["id"]: 10}, 12, kept_webhooks=kept, deep=True)
+    assert {j.webhook["id"] for j in jobs if j.webhook} == {gone["id"]}
+    assert len(jobs) == 3
+    # No enabled webhook at all: nothing limits the claim.
+    with db.write() as conn:
+        conn.execute(
+            text("UPDATE webhooks SET enabled = :off WHERE id = :id"),
+            {"off": False, "id": hook["id"]},
+        )
+    assert len(_claim(db, {}, 12, kept_webhooks=kept)) == 3
