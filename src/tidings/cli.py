@@ -123,7 +123,7 @@ def _open(settings: Settings) -> Any:
     from tidings.store.db import Database
     from tidings.store.migrate import upgrade
 
-    db = Database.from_url(settings.sqlalchemy_url)
+    db = Database.from_settings(settings)
     try:
         upgrade(db.engine)
     except Exception as exc:

@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TIDINGS_", extra="ignore")
 
     database_url: str = "sqlite:///tidings.db"
+    # PostgreSQL: prepare the queue's hot statements on each connection. Off behind a
+    # connection pooler in transaction mode (PgBouncer before 1.21), which cannot keep them.
+    database_prepared_statements: bool = True
     operator_token: str | None = None
     encryption_key: str | None = None
     host: str = "127.0.0.1"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import insert, select, text
 
@@ -157,3 +158,30 @@ def test_rows_of_a_disabled_webhook_are_still_claimed(api: Api) -> None:
             {"off": False, "id": hook["id"]},
         )
     assert len(_claim(db, {}, 12, kept_webhooks=kept)) == 3
+
+
+def _prepared_after_a_claim(url: str, prepared_statements: bool) -> list[str]:
+    db = Database.from_url(url, prepared_statements=prepared_statements)
+    try:
+        with db.write() as conn:
+            queue.claim(conn, "w1", 2e9, 60, 10, busy={}, per_webhook=10)
+            listed = text("SELECT statement FROM pg_prepared_statements")
+            return [str(s) for s in conn.execute(listed).scalars()]
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+def test_postgresql_prepares_the_marked_statements_unless_told_not_to(
+    api: Api, database_url: str
+) -> None:
+    api.create_webhook(events=["item.created"])
+    _due_deliveries(api, ["item.created"], 3)
+    url = api.context.settings.sqlalchemy_url
+    prepared = _prepared_after_a_claim(url, True)
+    assert any(s.startswith("UPDATE deliveries SET status") for s in prepared)  # the lease
+    # The query for due deliveries stays unprepared: its generic plan can scan the queue.
+    assert not any("next_attempt_at <=" in s for s in prepared)
+    assert _prepared_after_a_claim(url, False) == []

@@ -37,7 +37,7 @@ key (role `admin` or `member`). Errors are `application/problem+json`.
 def build_context(
     settings: Settings, db: Database | None = None, clock: Clock | None = None
 ) -> Context:
-    db = db or Database.from_url(settings.sqlalchemy_url)
+    db = db or Database.from_settings(settings)
     box = SecretBox(load_or_create_key(settings.encryption_key, settings.key_file))
     with db.read() as conn:
         token_hash = accounts.stored_operator_token_hash(conn)

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -38,13 +38,17 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from tidings.domain.catalog import compact_json
+
+if TYPE_CHECKING:
+    from tidings.config import Settings
 from tidings.errors import Conflict, InvalidInput, Unavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
-def make_engine(url: str) -> Engine:
-    """An engine with the settings each backend needs."""
+def make_engine(url: str, *, prepared_statements: bool = True) -> Engine:
+    """An engine with the settings each backend needs. `prepared_statements=False`: none on
+    PostgreSQL at all (for a pooler in transaction mode)."""
     # Read with `json`: orjson reads an integer beyond 64 bits as a float, losing digits.
     codec = {"json_serializer": compact_json, "json_deserializer": json.loads}
     if url.startswith("sqlite"):
@@ -64,8 +68,8 @@ def make_engine(url: str) -> Engine:
         pool_size=10,
         max_overflow=20,
         pool_pre_ping=True,
-        # Never prepared by count (None would forbid `prepare=True` too).
-        connect_args={"prepare_threshold": sys.maxsize},
+        # Never prepared by count; None forbids `prepare=True` too.
+        connect_args={"prepare_threshold": sys.maxsize if prepared_statements else None},
         **codec,
     )
     event.listen(engine, "do_execute", _execute_prepared)
@@ -120,8 +124,14 @@ class Database:
         self._write_lock = threading.Lock() if self.is_sqlite else None
 
     @classmethod
-    def from_url(cls, url: str) -> Database:
-        return cls(make_engine(url))
+    def from_url(cls, url: str, *, prepared_statements: bool = True) -> Database:
+        return cls(make_engine(url, prepared_statements=prepared_statements))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls.from_url(
+            settings.sqlalchemy_url, prepared_statements=settings.database_prepared_statements
+        )
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
