@@ -363,24 +363,68 @@ async def case_e2e(ctx: Ctx) -> Result:
     ceiling = await run_ceiling(ctx.receiver, n, ctx.work)
     serve, app_id = await serve_with_hooks(ctx, "e2e", [(ctx.hook(0), ["*"])])
     try:
-        await ctx.receiver.reset()
-        publisher = Publisher(serve.base, ctx.token, app_id, content)
-        with serve_cpu(ctx, serve) as watch:
-            published = await publisher.closed_loop(n, PUBLISHERS)
-            expected = published["accepted"]  # a refused publish (503 ...) creates no delivery
-            summary = await ctx.receiver.wait_for(
-                expected, ctx.sizes.wait_s, "/hook", watch=[serve]
-            )
-            watch.sample()
-        stats = await ctx.receiver.stats("/hook", detail=True)
+        got = await publish_and_wait(ctx, serve.base, app_id, n, {"serve": serve.pid}, [serve])
     finally:
         stop(serve)
+    split = await e2e_split(ctx, n)
     ceiling = await ceiling_again(ctx, n, ceiling)
-    figure = rate(summary["count"], published["first_at"], summary["last_at"])
     details = {
         "events": n,
         "publishers": PUBLISHERS,
         "ceiling_run": ceiling,
+        **got,
+        "split": split,
+    }
+    result = ceiling_result("e2e", got["figure"], ceiling["requests_per_s"], 0.3, details)
+    rps = ceiling["requests_per_s"]
+    result.rows.append(
+        Row(
+            "  (info) api + worker, one SQLite file",
+            split["figure"],
+            "deliveries/s",
+            rps,
+            "req/s",
+            split["figure"] / rps if rps else None,
+            "(not a target)",
+            None,
+        )
+    )
+    return result
+
+
+async def e2e_split(ctx: Ctx, n: int) -> dict[str, Any]:
+    """The e2e load through `tidings api` and `tidings worker` as two processes sharing one
+    SQLite file, which docs/operations.md allows on one machine (not a target of the issue)."""
+    db_url = ctx.sqlite_url("split")
+    db = seeding.open_db(db_url)
+    app_id, _hooks = seeding.create_app(db, ctx.key, [(ctx.hook(0), ["*"])])
+    db.dispose()
+    api = await start_http(ctx, "split-api", "api", db_url)
+    worker = start_tidings("split-worker", "worker", ctx.env(db_url), ctx.work)
+    try:
+        pids = {"api": api.pid, "worker": worker.pid}
+        return await publish_and_wait(ctx, api.base, app_id, n, pids, [api, worker])
+    finally:
+        stop(worker)
+        stop(api)
+
+
+async def publish_and_wait(
+    ctx: Ctx, base: str, app_id: str, n: int, pids: dict[str, int], procs: list[Proc]
+) -> dict[str, Any]:
+    """Publish `n` events from PUBLISHERS clients to one webhook and wait for them; the rate
+    from the first publish to the last arrival, and the CPU of `pids` per delivery."""
+    await ctx.receiver.reset()
+    publisher = Publisher(base, ctx.token, app_id, content)
+    watched = pids | {"receiver": ctx.receiver.proc.pid, "bench (publishers)": os.getpid()}
+    with harness.CpuWatch(watched) as watch:
+        published = await publisher.closed_loop(n, PUBLISHERS)
+        expected = published["accepted"]  # a refused publish (503 ...) creates no delivery
+        summary = await ctx.receiver.wait_for(expected, ctx.sizes.wait_s, "/hook", watch=procs)
+        watch.sample()
+    stats = await ctx.receiver.stats("/hook", detail=True)
+    return {
+        "figure": rate(summary["count"], published["first_at"], summary["last_at"]),
         "published": published,
         "arrived": summary["count"],
         "complete": summary["complete"],
@@ -389,7 +433,6 @@ async def case_e2e(ctx: Ctx) -> Result:
             watch.between(published["first_at"], summary["last_at"]), summary["count"]
         ),
     }
-    return ceiling_result("e2e", figure, ceiling["requests_per_s"], 0.3, details)
 
 
 async def case_fanout(ctx: Ctx) -> Result:
