@@ -2,10 +2,13 @@
 
     python bench/soak.py                      # 10 minutes at 50 events/s (the issue's soak)
     python bench/soak.py --duration 60        # a short one
+    python bench/soak.py --pg-url postgresql://postgres:…@127.0.0.1:5432/postgres
+                                              # the same on PostgreSQL (a fresh database)
 
-`tidings serve` on SQLite delivers to an in-process receiver that answers 500 to 10% of
-requests and never answers (past the 2 s timeout) to 1%; the retry schedule is shortened
-(1,2,4,8,16 s) so every delivery is settled soon after the publishing stops. It reports:
+`tidings serve` on SQLite (or on a fresh PostgreSQL database, `--pg-url`) delivers to an
+in-process receiver that answers 500 to 10% of requests and never answers (past the 2 s
+timeout) to 1%; the retry schedule is shortened (1,2,4,8,16 s) so every delivery is settled
+soon after the publishing stops. It reports:
 lost (accepted events that never arrived with a 2xx: must be 0), duplicated (2xx arrivals
 past the first per event), attempts, and publish→first-2xx latency percentiles. Results go
 to bench/results/soak-<UTC timestamp>.json.
@@ -103,6 +106,19 @@ async def publish_steadily(
     return accepted
 
 
+def _pg_database(server_url: str, name: str, *, create: bool) -> str:
+    """Create (or drop) database `name` on the server; its URL."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        if create:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        else:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -110,14 +126,22 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of publishing")
     parser.add_argument("--rate", type=float, default=50.0, help="events per second")
     parser.add_argument("--settle", type=float, default=120.0, help="seconds to wait afterwards")
+    parser.add_argument(
+        "--pg-url", help="a PostgreSQL server to run on (a database is created and dropped)"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="tidings-soak-"))
+    database_url = f"sqlite:///{work / 'soak.db'}"
+    pg_database = None
+    if args.pg_url:
+        pg_database = f"tidings_soak_{int(time.time())}"
+        database_url = _pg_database(args.pg_url, pg_database, create=True)
     receiver = FlakyReceiver(fail=0.10, hang=0.01)
     receiver.start()
     port = free_port()
     env = tidings_env(
-        f"sqlite:///{work / 'soak.db'}",
+        database_url,
         TOKEN,
         KEY,
         port,
@@ -182,10 +206,13 @@ def main() -> int:
                 "max": latencies[-1] * 1000 if latencies else None,
             },
             "elapsed_s": round(time.time() - started, 1),
+            "database": "postgresql" if pg_database else "sqlite",
             "serve_log": str(serve.log_path),
         }
     finally:
         stop_all()
+        if pg_database:
+            _pg_database(args.pg_url, pg_database, create=False)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"soak-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps(result, indent=2))
