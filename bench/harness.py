@@ -185,6 +185,29 @@ def start_tidings(name: str, command: str, env: dict[str, str], log_dir: Path) -
     return Proc(name, [sys.executable, "-m", "tidings", command], env, log_dir, log_dir)
 
 
+# -- PostgreSQL databases for a run ---------------------------------------------------------
+
+
+def create_pg_database(server_url: str, name: str) -> str:
+    """A fresh database `name` on the server at `server_url` (dropped first if it is left
+    from an earlier run); its URL."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(server_url: str, name: str) -> None:
+    """Drop database `name` (connections to it are ended first)."""
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 # -- CPU used by processes, sampled --------------------------------------------------------
 
 

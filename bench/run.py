@@ -231,28 +231,20 @@ def pg_check(url: str) -> str | None:
 
 
 def pg_create(ctx: Ctx, suffix: str) -> str:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
     assert ctx.pg_url is not None
     name = f"tidings_bench_{os.getpid()}_{suffix}"
-    with psycopg.connect(ctx.pg_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    url = harness.create_pg_database(ctx.pg_url, name)
     ctx.pg_databases.append(name)
-    return make_url(ctx.pg_url).set(database=name).render_as_string(hide_password=False)
+    return url
 
 
 def pg_drop_all(ctx: Ctx) -> None:
-    import psycopg
-
     if not ctx.pg_url:
         return
     while ctx.pg_databases:
         name = ctx.pg_databases.pop()
         try:
-            with psycopg.connect(ctx.pg_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            harness.drop_pg_database(ctx.pg_url, name)
         except Exception as exc:
             print(f"could not drop {name}: {exc}", file=sys.stderr)
 
@@ -351,13 +343,6 @@ async def serve_with_hooks(
     return proc, app_id
 
 
-def serve_cpu(ctx: Ctx, serve: Proc) -> harness.CpuWatch:
-    """CPU of `serve`, the receiver and this runner (whose event loop runs the publishers)."""
-    return harness.CpuWatch(
-        {"serve": serve.pid, "receiver": ctx.receiver.proc.pid, "bench (publishers)": os.getpid()}
-    )
-
-
 async def case_e2e(ctx: Ctx) -> Result:
     n = ctx.sizes.e2e
     ceiling = await run_ceiling(ctx.receiver, n, ctx.work)
@@ -410,16 +395,25 @@ async def e2e_split(ctx: Ctx, n: int) -> dict[str, Any]:
 
 
 async def publish_and_wait(
-    ctx: Ctx, base: str, app_id: str, n: int, pids: dict[str, int], procs: list[Proc]
+    ctx: Ctx,
+    base: str,
+    app_id: str,
+    n: int,
+    pids: dict[str, int],
+    procs: list[Proc],
+    *,
+    per_event: int = 1,
 ) -> dict[str, Any]:
-    """Publish `n` events from PUBLISHERS clients to one webhook and wait for them; the rate
-    from the first publish to the last arrival, and the CPU of `pids` per delivery."""
+    """Publish `n` events from PUBLISHERS clients and wait for their `per_event` deliveries
+    each; the rate from the first publish to the last arrival, and the CPU of `pids` (with
+    the receiver's and this runner's, whose event loop runs the publishers) per delivery."""
     await ctx.receiver.reset()
     publisher = Publisher(base, ctx.token, app_id, content)
     watched = pids | {"receiver": ctx.receiver.proc.pid, "bench (publishers)": os.getpid()}
     with harness.CpuWatch(watched) as watch:
         published = await publisher.closed_loop(n, PUBLISHERS)
-        expected = published["accepted"]  # a refused publish (503 ...) creates no delivery
+        # a refused publish (503 ...) creates no delivery
+        expected = published["accepted"] * per_event
         summary = await ctx.receiver.wait_for(expected, ctx.sizes.wait_s, "/hook", watch=procs)
         watch.sample()
     stats = await ctx.receiver.stats("/hook", detail=True)
@@ -432,6 +426,7 @@ async def publish_and_wait(
         "cpu_us_per_delivery": harness.cpu_per_item_us(
             watch.between(published["first_at"], summary["last_at"]), summary["count"]
         ),
+        "per_path": summary["per_path"],
     }
 
 
@@ -441,33 +436,13 @@ async def case_fanout(ctx: Ctx) -> Result:
     ceiling = await run_ceiling(ctx.receiver, n, ctx.work)
     serve, app_id = await serve_with_hooks(ctx, "fanout", [(ctx.hook(i), ["*"]) for i in range(10)])
     try:
-        await ctx.receiver.reset()
-        publisher = Publisher(serve.base, ctx.token, app_id, content)
-        with serve_cpu(ctx, serve) as watch:
-            published = await publisher.closed_loop(events, PUBLISHERS)
-            expected = published["accepted"] * 10
-            summary = await ctx.receiver.wait_for(
-                expected, ctx.sizes.wait_s, "/hook", watch=[serve]
-            )
-            watch.sample()
+        pids = {"serve": serve.pid}
+        got = await publish_and_wait(ctx, serve.base, app_id, events, pids, [serve], per_event=10)
     finally:
         stop(serve)
     ceiling = await ceiling_again(ctx, n, ceiling)
-    figure = rate(summary["count"], published["first_at"], summary["last_at"])
-    details = {
-        "events": events,
-        "webhooks": 10,
-        "deliveries": n,
-        "ceiling_run": ceiling,
-        "published": published,
-        "arrived": summary["count"],
-        "complete": summary["complete"],
-        "cpu_us_per_delivery": harness.cpu_per_item_us(
-            watch.between(published["first_at"], summary["last_at"]), summary["count"]
-        ),
-        "per_path": summary["per_path"],
-    }
-    return ceiling_result("fanout", figure, ceiling["requests_per_s"], 0.5, details)
+    details = {"events": events, "webhooks": 10, "deliveries": n, "ceiling_run": ceiling, **got}
+    return ceiling_result("fanout", got["figure"], ceiling["requests_per_s"], 0.5, details)
 
 
 async def case_latency(ctx: Ctx) -> Result:

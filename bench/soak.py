@@ -33,7 +33,14 @@ import aiohttp
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import free_port, start_tidings, stop_all, tidings_env
+from harness import (
+    create_pg_database,
+    drop_pg_database,
+    free_port,
+    start_tidings,
+    stop_all,
+    tidings_env,
+)
 
 TOKEN = "soak-operator-token"
 KEY = "Zm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtbG9uZy1rZXk="
@@ -106,19 +113,6 @@ async def publish_steadily(
     return accepted
 
 
-def _pg_database(server_url: str, name: str, *, create: bool) -> str:
-    """Create (or drop) database `name` on the server; its URL."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        if create:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        else:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -136,7 +130,7 @@ def main() -> int:
     pg_database = None
     if args.pg_url:
         pg_database = f"tidings_soak_{int(time.time())}"
-        database_url = _pg_database(args.pg_url, pg_database, create=True)
+        database_url = create_pg_database(args.pg_url, pg_database)
     receiver = FlakyReceiver(fail=0.10, hang=0.01)
     receiver.start()
     port = free_port()
@@ -212,7 +206,7 @@ def main() -> int:
     finally:
         stop_all()
         if pg_database:
-            _pg_database(args.pg_url, pg_database, create=False)
+            drop_pg_database(args.pg_url, pg_database)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"soak-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps(result, indent=2))
