@@ -452,7 +452,7 @@ class Worker:
             self._record_in(conn, batch, self.clock.now())
 
     def _record_in(self, conn: Connection, batch: list[queue.Outcome], now: float) -> None:
-        queue.record(conn, self.worker_id, batch, now)
+        queue.record(conn, self.worker_id, batch, now, kept_webhooks=self._kept_webhooks)
         for outcome in batch:
             if outcome.status_code == 410:
                 disable_webhook(conn, outcome.webhook_id, "the receiver answered 410 Gone", now)
@@ -541,7 +541,7 @@ class _Taker:
 def _durable(outcomes: Iterable[queue.Outcome]) -> bool:
     """Whether recording `outcomes` must wait for the flush to disk: a 410 disables a
     webhook, which must not be lost; an attempt's record may (it is only sent again)."""
-    return not any(o.status_code == 410 for o in outcomes)
+    return any(o.status_code == 410 for o in outcomes)
 
 
 def _webhook_id(job: queue.Job) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from operator import itemgetter
@@ -44,6 +45,10 @@ if TYPE_CHECKING:
 from tidings.errors import Conflict, InvalidInput, Unavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# A pooled PostgreSQL connection idle this long is pinged before use (see `_ping_when_idle`).
+PING_AFTER_IDLE_S = 1.0
+# Key in a pooled connection's `info`: its session's synchronous_commit as `write` left it.
+_SYNC_COMMIT = "tidings_synchronous_commit"
 
 
 def make_engine(url: str, *, prepared_statements: bool = True) -> Engine:
@@ -67,13 +72,35 @@ def make_engine(url: str, *, prepared_statements: bool = True) -> Engine:
         url,
         pool_size=10,
         max_overflow=20,
-        pool_pre_ping=True,
         # Never prepared by count; None forbids `prepare=True` too.
         connect_args={"prepare_threshold": sys.maxsize if prepared_statements else None},
         **codec,
     )
     event.listen(engine, "do_execute", _execute_prepared)
+    _ping_when_idle(engine)
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's `pool_pre_ping`, but only for a connection idle PING_AFTER_IDLE_S or
+    more: pinging at every checkout was one more round trip per transaction (a worker's
+    claim is one). A connection the server dropped within that second fails its first
+    statement instead (503, or the worker's retry) and SQLAlchemy then renews the pool."""
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["tidings_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("tidings_idle_since")
+        if since is not None and time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # the pool connects again (up to 3 tries)
+            raise exc.DisconnectionError() from error
 
 
 # Execution options of a statement PostgreSQL may prepare once per connection and plan
@@ -145,10 +172,27 @@ class Database:
         means a delivery sent again (at-least-once), never a lost event."""
         with self._writer(), translate_errors(), self.engine.connect() as conn:
             conn = conn.execution_options(tidings_write=True)
-            with conn.begin():
-                if not durable and not self.is_sqlite:
-                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-                yield conn
+            if self.is_sqlite:
+                with conn.begin():
+                    yield conn
+                return
+            # A session setting, changed only when the wanted one differs from what this
+            # connection has: a `SET LOCAL` in every transaction was one more round trip each.
+            info = conn.info  # lives as long as the DBAPI connection
+            try:
+                with conn.begin():
+                    state = info.get(_SYNC_COMMIT)
+                    if durable and state is not None:
+                        conn.exec_driver_sql("RESET synchronous_commit")  # the server's own
+                        info.pop(_SYNC_COMMIT)
+                    elif not durable and state != "off":
+                        conn.exec_driver_sql("SET synchronous_commit = off")
+                        info[_SYNC_COMMIT] = "off"
+                    yield conn
+            except BaseException:
+                # A rolled-back transaction undoes its SET: the state is unknown.
+                info[_SYNC_COMMIT] = "unknown"
+                raise
 
     @contextmanager
     def _writer(self) -> Iterator[None]:

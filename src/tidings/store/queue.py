@@ -59,6 +59,9 @@ class Outcome(NamedTuple):
 # decoding and encoding it again (`catalog.envelope_json`).
 _CONTENT_TEXT = cast(events.c.content, Text).label("content_json")
 
+# A worker ends a webhook's failing streak at most this often (`KeptWebhooks.streaks_to_end`):
+# a streak that must last days before the webhook is disabled, so one second does not matter.
+STREAK_RECHECK_S = 1.0
 # A rate-limited webhook's deliveries are claimed at most this far ahead of their slot.
 RATE_HORIZON_S = 1.0
 _RETURNED = (
@@ -391,6 +394,22 @@ class KeptWebhooks(KeptWhileCatalogStays):
         self._fifo: bool | None = None
         self._open: frozenset[str] | None = None
         self._open_read = False
+        self._streak_ended: dict[str, float] = {}  # webhook id: when this worker ended it
+
+    def streaks_to_end(self, ids: Iterable[str], now: float) -> list[str]:
+        """Of webhooks that just had a success, those whose failing streak (`failing_since`)
+        this worker has not ended within STREAK_RECHECK_S: for the rest it is unset, unless
+        another worker's failure set it since, which the next recheck ends. Ending it at
+        every record was one more statement per transaction."""
+        due = [
+            i for i in ids if now - self._streak_ended.get(i, -STREAK_RECHECK_S) >= STREAK_RECHECK_S
+        ]
+        self._streak_ended.update((i, now) for i in due)
+        return due
+
+    def streaks_may_start(self, ids: Iterable[str]) -> None:
+        for webhook_id in ids:
+            self._streak_ended.pop(webhook_id, None)
 
     def kept(self) -> int:
         return len(self._rows)
@@ -418,11 +437,20 @@ class KeptWebhooks(KeptWhileCatalogStays):
         return {i: self._rows[i] for i in wanted if i in self._rows}
 
 
-def record(conn: Connection, worker_id: str, outcomes: Sequence[Outcome], now: float) -> int:
+def record(
+    conn: Connection,
+    worker_id: str,
+    outcomes: Sequence[Outcome],
+    now: float,
+    *,
+    kept_webhooks: KeptWebhooks | None = None,
+) -> int:
     """Store attempts and move each delivery on; returns how many were still ours to move.
 
     An outcome whose lease was lost (another worker took the delivery) still records its
-    attempt, for the log, but leaves the delivery's state to its new owner.
+    attempt, for the log, but leaves the delivery's state to its new owner. With
+    `kept_webhooks` (the worker's own), a webhook's failing streak is ended at most once per
+    STREAK_RECHECK_S by this worker.
     """
     if not outcomes:
         return 0
@@ -462,7 +490,7 @@ def record(conn: Connection, worker_id: str, outcomes: Sequence[Outcome], now: f
         {"b_worker": worker_id, "b_now": now},
         pg_sql=_PG_RECORD,
     )
-    _track_failing_streaks(conn, outcomes)
+    _track_failing_streaks(conn, outcomes, now, kept_webhooks)
     return int(result.rowcount)
 
 
@@ -527,15 +555,20 @@ def _status(outcome: Outcome) -> str:
     return "pending" if outcome.next_attempt_at is not None else "failed"
 
 
-def _track_failing_streaks(conn: Connection, outcomes: Sequence[Outcome]) -> None:
+def _track_failing_streaks(
+    conn: Connection, outcomes: Sequence[Outcome], now: float, kept: KeptWebhooks | None
+) -> None:
     succeeded = {o.webhook_id for o in outcomes if o.succeeded}
     failing: dict[str, float] = {}
     for o in outcomes:
         if not o.succeeded and o.webhook_id not in succeeded:
             failing[o.webhook_id] = min(o.at, failing.get(o.webhook_id, o.at))
-    if succeeded:
-        conn.execute(_STREAK_ENDED, {"ids": list(succeeded)})
+    ending = list(succeeded) if kept is None else kept.streaks_to_end(succeeded, now)
+    if ending:
+        conn.execute(_STREAK_ENDED, {"ids": ending})
     if failing:
+        if kept is not None:
+            kept.streaks_may_start(failing)
         conn.execute(_STREAK_STARTED, [{"b_id": k, "b_since": v} for k, v in failing.items()])
 
 

@@ -1,0 +1,157 @@
+"""Statements the store no longer sends every time, and what must still hold without them:
+a worker's commits (asynchronous on PostgreSQL unless a 410 disabled a webhook), the ping
+of a pooled connection (only after it sat idle), and the end of a webhook's failing streak
+(at most once a second per worker)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text, update
+
+from tidings.delivery.worker import _durable
+from tidings.errors import Unavailable
+from tidings.store import db as db_module
+from tidings.store import queue
+from tidings.store.db import Database
+from tidings.store.tables import deliveries, webhooks
+
+from .conftest import Api
+
+ON_POSTGRESQL = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+def _outcome(code: int | None, webhook_id: str = "wh", at: float = 0.0) -> queue.Outcome:
+    ok = code is not None and 200 <= code < 300
+    return queue.Outcome("d", webhook_id, at, code, 1, None, None, {}, ok, None)
+
+
+def test_only_a_record_with_a_410_waits_for_the_disk() -> None:
+    assert _durable([_outcome(200), _outcome(410)]) is True  # it disables the webhook
+    assert _durable([_outcome(200), _outcome(500), _outcome(None)]) is False
+    assert _durable([]) is False
+
+
+@pytest.fixture
+def own_db(api: Api) -> Iterator[Database]:
+    """A Database of its own on the test's database, one pooled connection at a time."""
+    db = Database.from_url(api.context.settings.sqlalchemy_url)
+    yield db
+    db.dispose()
+
+
+def _synchronous_commit(conn: Any) -> str:
+    return str(conn.execute(text("SHOW synchronous_commit")).scalar_one())
+
+
+@ON_POSTGRESQL
+def test_synchronous_commit_follows_each_write_even_after_a_rollback(own_db: Database) -> None:
+    with own_db.write() as conn:
+        assert _synchronous_commit(conn) == "on"  # the server's default
+    with own_db.write(durable=False) as conn:
+        assert _synchronous_commit(conn) == "off"
+    with own_db.write(durable=False) as conn:
+        assert _synchronous_commit(conn) == "off"  # kept from the last write
+    with own_db.write() as conn:
+        assert _synchronous_commit(conn) == "on"
+    # A write that fails rolls back its SET (or RESET) with everything else: the next write
+    # must not trust what the failed one set.
+    with pytest.raises(RuntimeError), own_db.write(durable=False) as conn:
+        assert _synchronous_commit(conn) == "off"
+        raise RuntimeError("rolled back")
+    with own_db.write(durable=False) as conn:
+        assert _synchronous_commit(conn) == "off"
+    with pytest.raises(RuntimeError), own_db.write() as conn:
+        assert _synchronous_commit(conn) == "on"
+        raise RuntimeError("rolled back")
+    with own_db.write() as conn:
+        assert _synchronous_commit(conn) == "on"
+    with own_db.read() as conn:
+        assert conn.execute(text("SELECT count(*) FROM pg_stat_activity")).scalar_one() >= 1
+
+
+def _terminate_other_backends(api: Api) -> None:
+    with api.context.db.write() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+
+
+@ON_POSTGRESQL
+def test_an_idle_connection_the_server_dropped_is_replaced_unseen(
+    api: Api, own_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with own_db.read() as conn:
+        conn.execute(text("SELECT 1"))
+    _terminate_other_backends(api)
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 0.0)  # idle long enough: pinged
+    with own_db.read() as conn:
+        assert conn.execute(text("SELECT 2")).scalar_one() == 2
+
+
+@ON_POSTGRESQL
+def test_a_connection_dropped_while_busy_fails_once_then_the_pool_is_renewed(
+    api: Api, own_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 3600.0)  # never idle long enough
+    with own_db.read() as conn:
+        conn.execute(text("SELECT 1"))
+    _terminate_other_backends(api)
+    with pytest.raises(Unavailable), own_db.read() as conn:
+        conn.execute(text("SELECT 2"))
+    with own_db.write() as conn:
+        assert conn.execute(text("SELECT 3")).scalar_one() == 3
+
+
+def _failing_since(api: Api, webhook_id: str) -> float | None:
+    with api.context.db.read() as conn:
+        query = select(webhooks.c.failing_since).where(webhooks.c.id == webhook_id)
+        value = conn.execute(query).scalar_one()
+        return None if value is None else float(value)
+
+
+def _set_failing_since(api: Api, webhook_id: str, since: float) -> None:
+    with api.context.db.write() as conn:  # as another worker's failure would
+        conn.execute(
+            update(webhooks).where(webhooks.c.id == webhook_id).values(failing_since=since)
+        )
+
+
+def test_a_worker_ends_a_failing_streak_at_most_once_a_second(api: Api) -> None:
+    hook = api.create_webhook(events=["item.created"])
+    assert api.publish("item.created").status_code == 202
+    with api.context.db.read() as conn:
+        delivery_id = conn.execute(select(deliveries.c.id)).scalar_one()
+    kept = queue.KeptWebhooks()
+
+    def record(code: int, at: float) -> None:
+        outcome = _outcome(code, hook["id"], at)._replace(delivery_id=delivery_id)
+        with api.context.db.write() as conn:
+            queue.record(conn, "w1", [outcome], at, kept_webhooks=kept)
+
+    _set_failing_since(api, hook["id"], 50.0)
+    record(200, 100.0)
+    assert _failing_since(api, hook["id"]) is None
+    _set_failing_since(api, hook["id"], 100.5)  # another worker's failure
+    record(200, 100.9)  # this worker ended it 0.9 s ago: not again yet
+    assert _failing_since(api, hook["id"]) == 100.5
+    record(200, 101.0)  # a second later it does
+    assert _failing_since(api, hook["id"]) is None
+    # This worker's own failure starts a streak; its next success ends it at once.
+    record(500, 101.2)
+    assert _failing_since(api, hook["id"]) == 101.2
+    record(200, 101.3)
+    assert _failing_since(api, hook["id"]) is None
+    # Without what a worker keeps, every success ends it.
+    _set_failing_since(api, hook["id"], 101.4)
+    with api.context.db.write() as conn:
+        outcome = _outcome(200, hook["id"], 101.5)._replace(delivery_id=delivery_id)
+        queue.record(conn, "w1", [outcome], 101.5)
+    assert _failing_since(api, hook["id"]) is None
