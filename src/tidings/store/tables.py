@@ -30,7 +30,10 @@ NAMING = {
 
 metadata = MetaData(naming_convention=NAMING)
 
-ID = String(40)
+# Identifiers compare byte by byte on PostgreSQL too, as on SQLite (migration 0007): with the
+# database's locale every index comparison went through strcoll.
+ID = String(40).with_variant(String(40, collation="C"), "postgresql")
+STATUS = String(20).with_variant(String(20, collation="C"), "postgresql")
 
 meta = Table(
     "meta",
@@ -139,7 +142,7 @@ deliveries = Table(
     # No foreign key: the log of a deleted webhook's deliveries stays readable.
     Column("webhook_id", ID, nullable=False),
     Column("event_type", String(100), nullable=False),
-    Column("status", String(20), nullable=False),
+    Column("status", STATUS, nullable=False),
     Column("attempt_count", Integer, nullable=False),
     Column("next_attempt_at", Double, nullable=True),
     Column("lease_expires_at", Double, nullable=True),
