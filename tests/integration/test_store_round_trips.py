@@ -1,7 +1,8 @@
 """Statements the store no longer sends every time, and what must still hold without them:
 a worker's commits (asynchronous on PostgreSQL unless a 410 disabled a webhook), the ping
 of a pooled connection (only after it sat idle), and the end of a webhook's failing streak
-(at most once a second per worker)."""
+(at most once a second per worker), and a worker claiming in a thread takes twice the rows
+per claim."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text, update
 
-from tidings.delivery.worker import _durable
+from tidings.clock import SystemClock
+from tidings.delivery.worker import LEASE_MARGIN_S, MAX_WEBHOOK_TIMEOUT_S, Worker, _durable
 from tidings.errors import Unavailable
 from tidings.store import db as db_module
 from tidings.store import queue
@@ -155,3 +157,17 @@ def test_a_worker_ends_a_failing_streak_at_most_once_a_second(api: Api) -> None:
         outcome = _outcome(200, hook["id"], 101.5)._replace(delivery_id=delivery_id)
         queue.record(conn, "w1", [outcome], 101.5)
     assert _failing_since(api, hook["id"]) is None
+
+
+def test_a_worker_claiming_in_a_thread_takes_a_whole_cap_per_claim(api: Api) -> None:
+    """Half the statements per delivery on PostgreSQL; the lease covers the longer wait."""
+    ctx = api.context
+    timeout = max(ctx.settings.timeout_s, MAX_WEBHOOK_TIMEOUT_S)
+    in_loop = Worker(ctx.db, ctx.settings, ctx.box, SystemClock(), db_in_loop=True)
+    threaded = Worker(ctx.db, ctx.settings, ctx.box, SystemClock(), db_in_loop=False)
+    assert in_loop.per_webhook == threaded.per_webhook == 64
+    assert (in_loop._batch_at, in_loop._claim_cap) == (32, 128)
+    assert (threaded._batch_at, threaded._claim_cap) == (64, 192)
+    # A claimed delivery may wait behind two caps of attempts, then make its own.
+    assert in_loop.lease_s == 2 * timeout + LEASE_MARGIN_S
+    assert threaded.lease_s == 3 * timeout + LEASE_MARGIN_S

@@ -82,24 +82,30 @@ class Worker:
         self.worker_id = worker_id or f"{self.host}:{os.getpid()}:{id(self):x}"
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self.poll_interval_s = poll_interval_s
-        # Long enough for a claimed delivery to wait for a slot behind the slowest attempts
-        # (a webhook may have its own timeout), then make its own; a dead worker's
-        # deliveries come back after this.
-        slowest = max(settings.timeout_s, MAX_WEBHOOK_TIMEOUT_S)
-        self.lease_s = 2 * slowest + LEASE_MARGIN_S
         self.concurrency = settings.worker_concurrency
         self.per_webhook = settings.webhook_concurrency or max(1, self.concurrency // 2)
         # Claimed deliveries wait here for a slot, so that a finished delivery's slot is
         # taken at once, without a database round trip: up to `concurrency` of them, and
         # per webhook up to `per_webhook` beside its `per_webhook` in flight.
         self._ready: collections.deque[queue.Job] = collections.deque()
-        self._batch_at = max(1, min(self.concurrency, self.per_webhook) // 2)
+        # Per webhook, a claim waits for half its cap of room and holds up to two caps (in
+        # flight or waiting). A claim in a thread (PostgreSQL) waits for a whole cap and holds
+        # up to three: twice the rows per claim, so half the statements per delivery
+        # (bench/README.md, session 6). In the event loop (SQLite) a claim that long holds up
+        # the sends meanwhile.
+        caps = 2 if self.db_in_loop else 3
+        self._batch_at = max(1, min(self.concurrency, self.per_webhook) * (caps - 1) // 2)
+        self._claim_cap = caps * self.per_webhook
+        # Long enough for a claimed delivery to wait for a slot behind the slowest attempts
+        # (a webhook may have its own timeout) of the caps before it, then make its own; a
+        # dead worker's deliveries come back after this.
+        slowest = max(settings.timeout_s, MAX_WEBHOOK_TIMEOUT_S)
+        self.lease_s = caps * slowest + LEASE_MARGIN_S
         self._busy: dict[str, int] = {}  # in flight, per webhook
         self._held: dict[str, int] = {}  # in flight or waiting in `_ready`, per webhook
         self._capped: set[str] = set()  # at their cap when a claim last came back short
         self._more_due = True  # the last claim got all it asked for
         self._last_deep = 0.0
-        self._claim_cap = 2 * self.per_webhook  # in flight or waiting, per webhook
         self._claimed_with: dict[str, int] = {}  # `_held` as the last claim counted it
         self._kept_webhooks = queue.KeptWebhooks()  # what claims read of webhooks, kept
         self._active_sender: Sender | None = None
