@@ -86,7 +86,7 @@ class Worker:
         self.per_webhook = settings.webhook_concurrency or max(1, self.concurrency // 2)
         # Claimed deliveries wait here for a slot, so that a finished delivery's slot is
         # taken at once, without a database round trip: up to `concurrency` of them, and
-        # per webhook up to `per_webhook` beside its `per_webhook` in flight.
+        # per webhook up to `_claim_cap` in flight or waiting (below).
         self._ready: collections.deque[queue.Job] = collections.deque()
         # Per webhook, a claim waits for half its cap of room and holds up to two caps (in
         # flight or waiting). A claim in a thread (PostgreSQL) waits for a whole cap and holds

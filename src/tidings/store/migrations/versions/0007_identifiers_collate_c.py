@@ -6,7 +6,8 @@ record loop, about 9% of the server's CPU. The identifiers are ASCII, so their o
 not change; it is now the order SQLite has always used. SQLite is left as it is.
 
 Only the collation changes, so PostgreSQL keeps the rows where they are and rebuilds the
-indexes on these columns (on a large `deliveries` table this takes a while, under a lock).
+indexes on these columns, under an exclusive lock (6.5 s with 1M deliveries on a 2-core
+machine).
 The trigger on `webhooks` (migration 0006) names its columns, so it is made again around
 the change.
 
