@@ -30,10 +30,13 @@ NAMING = {
 
 metadata = MetaData(naming_convention=NAMING)
 
-# Identifiers compare byte by byte on PostgreSQL too, as on SQLite (migration 0007): with the
-# database's locale every index comparison went through strcoll.
-ID = String(40).with_variant(String(40, collation="C"), "postgresql")
-STATUS = String(20).with_variant(String(20, collation="C"), "postgresql")
+# On PostgreSQL the id columns and a delivery's status are COLLATE "C" (migration 0007), so
+# they compare byte by byte as on SQLite; under the database's locale every index comparison
+# went through strcoll. Like migration 0005's planner figures for SQLite, this is left to the
+# migrations (Alembic's comparison does not look at collations). Declared here, as a
+# PostgreSQL variant of the type, it changed the requests the stateful API fuzz test
+# generated, and that test then failed as flaky (bench/README.md, session 6).
+ID = String(40)
 
 meta = Table(
     "meta",
@@ -142,7 +145,7 @@ deliveries = Table(
     # No foreign key: the log of a deleted webhook's deliveries stays readable.
     Column("webhook_id", ID, nullable=False),
     Column("event_type", String(100), nullable=False),
-    Column("status", STATUS, nullable=False),
+    Column("status", String(20), nullable=False),
     Column("attempt_count", Integer, nullable=False),
     Column("next_attempt_at", Double, nullable=True),
     Column("lease_expires_at", Double, nullable=True),
