@@ -219,25 +219,41 @@ class Worker:
 
     def _pump(self) -> None:
         """Start waiting deliveries while slots are free, oldest first, skipping those whose
-        webhook has its share in flight already."""
+        webhook has its share in flight already.
+
+        It stops as soon as no webhook with deliveries waiting has a slot of its own left
+        (`_held` less `_busy` is what waits, per webhook): a webhook at its cap with a cap's
+        worth waiting used to be scanned through, job by job, at every finished delivery."""
         sender = self._active_sender
         if sender is None or not self._ready or len(self._inflight) >= self.concurrency:
             return
-        waiting: collections.deque[queue.Job] = collections.deque()
-        while self._ready and len(self._inflight) < self.concurrency:
+        busy = self._busy
+        startable: dict[str, int] = {}  # per webhook: how many of its waiting ones may start
+        for webhook_id, held in self._held.items():
+            in_flight = busy.get(webhook_id, 0)
+            n = min(held - in_flight, self.per_webhook - in_flight)
+            if n > 0:
+                startable[webhook_id] = n
+        skipped: collections.deque[queue.Job] = collections.deque()
+        while startable and self._ready and len(self._inflight) < self.concurrency:
             job = self._ready.popleft()
             webhook_id = _webhook_id(job)
-            if self._busy.get(webhook_id, 0) >= self.per_webhook:
-                waiting.append(job)
+            left = startable.get(webhook_id, 0)
+            if not left:
+                skipped.append(job)
                 continue
+            if left > 1:
+                startable[webhook_id] = left - 1
+            else:
+                del startable[webhook_id]
             task = asyncio.create_task(self._deliver(sender, job))
             self._inflight[job.delivery_id] = task
-            self._busy[webhook_id] = self._busy.get(webhook_id, 0) + 1
+            busy[webhook_id] = busy.get(webhook_id, 0) + 1
             fifo = job.webhook is not None and job.webhook.get("ordering") == "fifo"
             task.add_done_callback(functools.partial(self._done, job.delivery_id, webhook_id, fifo))
-        if waiting:  # put the skipped ones back in front, in their order
-            waiting.extend(self._ready)
-            self._ready = waiting
+        if skipped:  # put the skipped ones back in front, in their order
+            skipped.extend(self._ready)
+            self._ready = skipped
 
     def _done(
         self, delivery_id: str, webhook_id: str, fifo: bool, _task: asyncio.Task[None]
