@@ -221,34 +221,31 @@ class Worker:
         """Start waiting deliveries while slots are free, oldest first, skipping those whose
         webhook has its share in flight already.
 
-        It stops as soon as no webhook with deliveries waiting has a slot of its own left
-        (`_held` less `_busy` is what waits, per webhook): a webhook at its cap with a cap's
-        worth waiting used to be scanned through, job by job, at every finished delivery."""
+        It stops as soon as every delivery still waiting belongs to such a webhook (`_held`
+        less `_busy` is what waits, per webhook): a webhook at its cap with a cap's worth
+        waiting used to be scanned through, job by job, at every finished delivery."""
         sender = self._active_sender
         if sender is None or not self._ready or len(self._inflight) >= self.concurrency:
             return
-        busy = self._busy
-        startable: dict[str, int] = {}  # per webhook: how many of its waiting ones may start
-        for webhook_id, held in self._held.items():
-            in_flight = busy.get(webhook_id, 0)
-            n = min(held - in_flight, self.per_webhook - in_flight)
-            if n > 0:
-                startable[webhook_id] = n
+        busy, held = self._busy, self._held
         skipped: collections.deque[queue.Job] = collections.deque()
-        while startable and self._ready and len(self._inflight) < self.concurrency:
+        blocked: set[str] = set()  # webhooks at their cap met so far
+        blocked_waiting = 0  # their deliveries waiting, skipped or still in `_ready`
+        while self._ready and len(self._inflight) < self.concurrency:
             job = self._ready.popleft()
             webhook_id = _webhook_id(job)
-            left = startable.get(webhook_id, 0)
-            if not left:
+            in_flight = busy.get(webhook_id, 0)
+            if in_flight >= self.per_webhook:
                 skipped.append(job)
+                if webhook_id not in blocked:
+                    blocked.add(webhook_id)
+                    blocked_waiting += held.get(webhook_id, 0) - in_flight
+                if blocked_waiting - len(skipped) >= len(self._ready):
+                    break  # all that is left waits for its webhook
                 continue
-            if left > 1:
-                startable[webhook_id] = left - 1
-            else:
-                del startable[webhook_id]
             task = asyncio.create_task(self._deliver(sender, job))
             self._inflight[job.delivery_id] = task
-            busy[webhook_id] = busy.get(webhook_id, 0) + 1
+            busy[webhook_id] = in_flight + 1
             fifo = job.webhook is not None and job.webhook.get("ordering") == "fifo"
             task.add_done_callback(functools.partial(self._done, job.delivery_id, webhook_id, fifo))
         if skipped:  # put the skipped ones back in front, in their order
