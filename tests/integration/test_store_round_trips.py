@@ -1,12 +1,14 @@
 """Statements the store no longer sends every time, and what must still hold without them:
 a worker's commits (asynchronous on PostgreSQL unless a 410 disabled a webhook), the ping
 of a pooled connection (only after it sat idle), and the end of a webhook's failing streak
-(at most once a second per worker), and a worker claiming in a thread takes twice the rows
-per claim."""
+(at most once a second per worker), a worker claiming in a thread takes twice the rows
+per claim, and deliveries waiting in a worker start past a webhook at its cap."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +22,7 @@ from tidings.store import queue
 from tidings.store.db import Database
 from tidings.store.tables import deliveries, webhooks
 
-from .conftest import Api
+from .conftest import Api, make_settings
 
 ON_POSTGRESQL = pytest.mark.parametrize(
     "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
@@ -171,3 +173,44 @@ def test_a_worker_claiming_in_a_thread_takes_a_whole_cap_per_claim(api: Api) -> 
     # A claimed delivery may wait behind two caps of attempts, then make its own.
     assert in_loop.lease_s == 2 * timeout + LEASE_MARGIN_S
     assert threaded.lease_s == 3 * timeout + LEASE_MARGIN_S
+
+
+def test_waiting_deliveries_start_past_a_capped_webhook_in_their_order(
+    api: Api, tmp_path: Path
+) -> None:
+    """`Worker._pump`: a webhook at its cap is skipped, the others start, and the skipped
+    keep their order for when its slots free up."""
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'pump.db'}", worker_concurrency=8, webhook_concurrency=2
+    )
+    ctx = api.context
+    worker = Worker(ctx.db, settings, ctx.box, SystemClock())
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def deliver(_sender: object, job: queue.Job) -> None:
+        started.append(job.delivery_id)
+        await release.wait()
+
+    def job(name: str, webhook_id: str) -> queue.Job:
+        return queue.Job(name, "app", 0, "item.created", "{}", 0, {"id": webhook_id})
+
+    async def scenario() -> None:
+        worker._deliver = deliver  # type: ignore[method-assign]
+        worker._active_sender = object()  # type: ignore[assignment]
+        worker._hold([job(f"a{i}", "A") for i in range(4)] + [job("b0", "B"), job("a4", "A")])
+        worker._hold([job("c0", "C")])
+        # A at its cap of 2; B and C start past it.
+        assert list(worker._inflight) == ["a0", "a1", "b0", "c0"]
+        assert [j.delivery_id for j in worker._ready] == ["a2", "a3", "a4"]
+        first = worker._inflight["a0"]
+        first.cancel()  # A's first attempt ends: its next one starts
+        await asyncio.gather(first, return_exceptions=True)  # after the worker's callback
+        assert list(worker._inflight) == ["a1", "b0", "c0", "a2"]
+        assert [j.delivery_id for j in worker._ready] == ["a3", "a4"]
+        release.set()
+        while worker._inflight:  # the rest finish, A's last two starting as slots free
+            await asyncio.gather(*worker._inflight.values(), return_exceptions=True)
+        assert started == ["a1", "b0", "c0", "a2", "a3", "a4"]  # a0 ended before it ran
+
+    asyncio.run(scenario())
