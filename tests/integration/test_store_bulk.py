@@ -4,6 +4,8 @@ what the enabled webhooks can take under their cap (`queue._takeable`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +13,10 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import insert, select, text
 
 from tidings.domain.catalog import compact_json
+from tidings.store import db as db_module
 from tidings.store import queue
 from tidings.store.db import Database, execute_many, in_list, not_in_list
+from tidings.store.migrate import upgrade
 from tidings.store.tables import attempts, deliveries, event_types
 
 from .conftest import Api
@@ -185,3 +189,119 @@ def test_postgresql_prepares_the_marked_statements_unless_told_not_to(
     # The query for due deliveries stays unprepared: its generic plan can scan the queue.
     assert not any("next_attempt_at <=" in s for s in prepared)
     assert _prepared_after_a_claim(url, False) == []
+
+
+def _statements(db: Database) -> list[str]:
+    """The SQL texts `db` sends from now on (append-only list)."""
+    sent: list[str] = []
+
+    @sa_event.listens_for(db.engine, "before_cursor_execute")
+    def _sent(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        sent.append(statement)
+
+    return sent
+
+
+@pytest.mark.parametrize("count", [1, 3, 128, 129, 300])
+def test_execute_many_writes_any_count_of_rows_in_few_statements(api: Api, count: int) -> None:
+    """One statement per 128 rows on SQLite (padded to a power of two), one on PostgreSQL:
+    on SQLite the driver's executemany let go of the GIL at every row (see execute_many)."""
+    api.create_webhook(events=["item.created"])
+    assert api.publish("item.created").status_code == 202
+    db = api.context.db
+    with db.read() as conn:
+        delivery_id = conn.execute(select(deliveries.c.id)).scalar_one()
+    rows: list[dict[str, Any]] = [
+        {
+            "id": f"att_{i:04d}",
+            "delivery_id": delivery_id,
+            "at": 1764212345.123456 + i / 7,  # not a short decimal: sent as a double
+            "status_code": None if i % 3 else 200 + i,
+            "duration_ms": i,
+            "error": None if i % 2 else AWKWARD[i % len(AWKWARD)],
+            "response_body": "ok",
+            "request_headers": {"n": i},
+        }
+        for i in range(count)
+    ]
+    sent = _statements(db)
+    with db.write() as conn:
+        assert execute_many(conn, insert(attempts), rows) == count
+    inserts = [s for s in sent if s.lstrip().upper().startswith("INSERT")]
+    assert len(inserts) == (1 if not db.is_sqlite else -(-count // 128))
+    columns = [attempts.c[k] for k in rows[0]]
+    with db.read() as conn:
+        got = conn.execute(select(*columns).order_by(attempts.c.id)).mappings().all()
+    assert [dict(r) for r in got] == rows
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    db = Database.from_url(f"sqlite:///{tmp_path / 'bulk.db'}")
+    upgrade(db.engine)
+    yield db
+    db.dispose()
+
+
+def test_execute_many_on_sqlite_refuses_a_row_it_could_not_tell_from_padding(
+    sqlite_db: Database,
+) -> None:
+    with pytest.raises(ValueError, match="may not be None"), sqlite_db.write() as conn:
+        execute_many(conn, insert(event_types), [{"name": None, "description": ""}])
+
+
+def test_a_record_moves_only_what_is_still_leased_to_its_worker(api: Api) -> None:
+    api.create_webhook(events=["item.created"])
+    for _ in range(5):
+        assert api.publish("item.created").status_code == 202
+    db = api.context.db
+    with db.write() as conn:
+        mine = queue.claim(conn, "w1", 2e9, 60, 3)
+        theirs = queue.claim(conn, "w2", 2e9, 60, 2)
+    assert (len(mine), len(theirs)) == (3, 2)
+
+    def outcome(job: queue.Job, code: int) -> queue.Outcome:
+        hook_id = job.webhook["id"] if job.webhook else ""
+        retry = None if code == 200 else 2e9 + 60
+        return queue.Outcome(
+            job.delivery_id, hook_id, 2e9, code, 5, None, "", {}, code == 200, retry
+        )
+
+    outcomes = [outcome(mine[0], 200), outcome(mine[1], 500), outcome(mine[2], 200)]
+    sent = _statements(db)
+    with db.write() as conn:  # w1 also reports one of w2's deliveries: not moved
+        moved = queue.record(conn, "w1", [*outcomes, outcome(theirs[0], 200)], 2e9 + 1)
+    assert moved == 3
+    assert sum(s.lstrip().upper().startswith("UPDATE DELIVERIES") for s in sent) == 1
+    with db.read() as conn:
+        rows = conn.execute(
+            select(deliveries.c.id, deliveries.c.status, deliveries.c.attempt_count)
+        )
+        status = {r.id: (r.status, r.attempt_count) for r in rows}
+    assert status[mine[0].delivery_id] == ("succeeded", 1)
+    assert status[mine[1].delivery_id] == ("pending", 1)
+    assert status[theirs[0].delivery_id] == ("delivering", 0)
+
+
+def test_the_sqlite_record_finds_each_delivery_by_its_key(sqlite_db: Database) -> None:
+    columns = tuple(f"b_{k}" for k in RECORD_KEYS)
+    sql = db_module._sqlite_many(queue._SQLITE_RECORD, columns, 4)
+    with sqlite_db.read() as conn:
+        explain = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, (None,) * 40)
+        plan = [row[-1] for row in explain]
+    assert any(step.startswith("SEARCH d USING INDEX sqlite_autoindex_deliveries") for step in plan)
+    assert not any(step.startswith("SCAN d") for step in plan), plan
+
+
+RECORD_KEYS = (
+    "id",
+    "status",
+    "next",
+    "code",
+    "duration",
+    "error",
+    "at",
+    "finished",
+    "worker",
+    "now",
+)

@@ -7,6 +7,7 @@ per claim, and deliveries waiting in a worker start past a webhook at its cap.""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,12 @@ import pytest
 from sqlalchemy import select, text, update
 
 from tidings.clock import SystemClock
-from tidings.delivery.worker import LEASE_MARGIN_S, MAX_WEBHOOK_TIMEOUT_S, Worker, _durable
+from tidings.delivery.worker import (
+    LEASE_MARGIN_S,
+    MAX_WEBHOOK_TIMEOUT_S,
+    Worker,
+    _durable,
+)
 from tidings.errors import Unavailable
 from tidings.store import db as db_module
 from tidings.store import queue
@@ -214,3 +220,38 @@ def test_waiting_deliveries_start_past_a_capped_webhook_in_their_order(
         assert started == ["a1", "b0", "c0", "a2", "a3", "a4"]  # a0 ended before it ran
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("writer_holds_s", "in_loop"), [(0.002, True), (0.25, False)])
+def test_a_claim_in_the_loop_waits_for_the_publish_writers_turn_for_a_while(
+    api: Api, tmp_path: Path, writer_holds_s: float, in_loop: bool
+) -> None:
+    """In `serve`, a claim or record that waited for the write turn in a thread held it ~3x
+    as long as in the loop (it fought the loop for the GIL at every statement): the loop
+    waits for a short turn (WRITE_TURN_POLLS x WRITE_TURN_POLL_S, 10 ms or more), and takes
+    a thread only when the turn lasts."""
+    settings = make_settings(f"sqlite:///{tmp_path / 'turn.db'}")
+    db = Database.from_settings(settings)
+    worker = Worker(db, settings, api.context.box, SystemClock())
+    assert worker.db_in_loop
+    held, release = threading.Event(), threading.Event()
+
+    def publish_writer() -> None:
+        with db.write():
+            held.set()
+            release.wait(5)
+
+    async def claim_meanwhile() -> threading.Thread:
+        asyncio.get_running_loop().call_later(writer_holds_s, release.set)
+        return await worker._db_call(threading.current_thread)
+
+    writer = threading.Thread(target=publish_writer)
+    writer.start()
+    try:
+        assert held.wait(5)
+        ran_in = asyncio.run(claim_meanwhile())
+    finally:
+        release.set()
+        writer.join(5)
+        db.dispose()
+    assert (ran_in is threading.main_thread()) is in_loop

@@ -48,6 +48,8 @@ MAX_WEBHOOK_TIMEOUT_S = 30.0
 CLAIM_BATCH = 200
 POLL_INTERVAL_S = 0.1
 DEEP_CLAIM_INTERVAL_S = 1.0
+WRITE_TURN_POLLS = 20  # x WRITE_TURN_POLL_S: how long a loop claim waits for the write turn
+WRITE_TURN_POLL_S = 0.0005
 RECORD_DELAY_S = 0.02  # how long finished attempts wait for a claim to record them
 HOUSEKEEPING_INTERVAL_S = 5.0
 PURGE_INTERVAL_S = 3600.0
@@ -339,10 +341,17 @@ class Worker:
 
     async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
         """A claim or a record: in the loop (SQLite) or in a thread (see `db_in_loop`)."""
-        # In `serve`, the publish writer thread may hold SQLite's write turn: wait for it in
-        # a thread then, rather than stop the loop (and every request on it) meanwhile.
-        if self.db_in_loop and not self.db.write_busy():
-            return fn(*args)
+        # In `serve`, the publish writer thread may hold SQLite's write turn. Its turns are
+        # short: wait a little, without stopping the loop (and every request on it), then
+        # take the turn in the loop. A thread waiting for it instead then fought the loop for
+        # the GIL at every statement and held the turn ~3x as long (fanout: 16-23 ms against
+        # 5-7 ms in the loop, median), keeping the writer waiting in turn (bench/README.md,
+        # session 7). A turn that lasts past the polls is waited for in a thread.
+        if self.db_in_loop:
+            for _ in range(WRITE_TURN_POLLS):
+                if not self.db.write_busy():
+                    return fn(*args)
+                await asyncio.sleep(WRITE_TURN_POLL_S)
         return await asyncio.to_thread(fn, *args)
 
     # -- one delivery ------------------------------------------------------------------

@@ -8,13 +8,13 @@ characters in text) `InvalidInput`, a locked or unreachable database `Unavailabl
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -247,17 +247,29 @@ def execute_many(
     rows: list[dict[str, Any]],
     shared: dict[str, Any] | None = None,
     pg_sql: str | None = None,
-) -> Any:
-    """`statement` (an INSERT, or an UPDATE with its `pg_sql` form) for every row, each with
-    the `shared` values besides its own, and without SQLAlchemy's per-row work: on SQLite the
-    driver's executemany of the statement compiled once; on PostgreSQL one statement whose
-    rows come as one JSON document, `%(rows)s`, read with `json_to_recordset` (the `pg_sql`
-    of an UPDATE names its columns and their types there). Measured: SQLAlchemy's per-row
-    parameter processing was a fifth of a worker's record on SQLite; on PostgreSQL each row's
-    UPDATE was planned again (32 took 14.9 ms, against 2.0 ms as one statement), and passing
-    the rows as arrays instead of JSON cost the driver ~270 us per 32-row record to dump."""
+    sqlite_sql: str | None = None,
+) -> int:
+    """`statement` (an INSERT, or an UPDATE with its `pg_sql` and `sqlite_sql` forms) for
+    every row, each with the `shared` values besides its own, as few statements as possible;
+    returns how many rows it changed.
+
+    PostgreSQL: one statement whose rows come as one JSON document, `%(rows)s`, read with
+    `json_to_recordset` (the `pg_sql` of an UPDATE names its columns and their types there).
+    SQLite: the rows as one multi-row VALUES list per statement (`{rows}` in `sqlite_sql`
+    stands for it, as a subquery whose columns are the rows' keys and the shared ones; see
+    SQLITE_ROWS_PER_STATEMENT). The first key of every row must not be None.
+
+    Why not the driver's executemany on SQLite: it runs the statement once per row, and the
+    driver lets go of the GIL around every run. With another thread running Python meanwhile
+    (in `tidings serve`, the event loop beside the publish writer), getting it back took up
+    to the switch interval each time: 143 rows that took 0.5 ms alone took 200 ms against a
+    busy thread, and 4 ms as one statement (bench/README.md, session 7). Before that,
+    SQLAlchemy's per-row parameter processing was a fifth of a worker's record; on
+    PostgreSQL each row's UPDATE was planned again (32 took 14.9 ms, against 2.0 ms as one
+    statement), and passing the rows as arrays instead of JSON cost the driver ~270 us per
+    32-row record to dump."""
     if not rows:
-        return None
+        return 0
     shared = shared or {}
     keys = tuple(rows[0])
     if conn.dialect.name == "postgresql":
@@ -265,34 +277,66 @@ def execute_many(
         # field's text exactly, which is the compact text SQLite stores too.
         sql = pg_sql or _pg_bulk_insert(statement, keys)
         rows_json = {"rows": compact_json(rows)}
-        return conn.exec_driver_sql(sql, rows_json | shared, execution_options=PREPARED)
+        result = conn.exec_driver_sql(sql, rows_json | shared, execution_options=PREPARED)
+        return int(result.rowcount)
     json_keys = _json_columns(statement, keys)
     if json_keys:
         rows = [row | {k: compact_json(row[k]) for k in json_keys} for row in rows]
-    cache_key = (conn.dialect.name, id(statement), keys)
-    compiled = _COMPILED.get(cache_key)
-    if compiled is None:
-        column_keys = list(keys) if isinstance(statement, Insert) else None  # these, not all
-        done = statement.compile(dialect=conn.dialect, column_keys=column_keys)
-        # The statement's own values (`attempt_count + 1`), besides the rows' parameters.
-        binds = done.binds.items()
-        fixed = {name: bind.effective_value for name, bind in binds if not bind.required}
-        order = None if done.positiontup is None else itemgetter(*done.positiontup)
-        compiled = _COMPILED[cache_key] = (done.string, order, fixed)
-    sql, positional, fixed = compiled
-    fixed = fixed | shared
-    if positional is None:
-        params: list[Any] = [fixed | row for row in rows]
-    else:
-        params = [positional(fixed | row) for row in rows]
-    return conn.exec_driver_sql(sql, params)
+    extra = tuple(k for k in shared if k not in keys)
+    columns = keys + extra
+    template = sqlite_sql or _sqlite_bulk_insert(statement, columns)
+    tail = [shared[k] for k in extra]
+    changed = 0
+    for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
+        chunk = rows[start : start + SQLITE_ROWS_PER_STATEMENT]
+        params: list[Any] = []
+        for row in chunk:
+            if row[keys[0]] is None:
+                raise ValueError(f"{keys[0]} may not be None here: it tells rows from padding")
+            params += [row[k] for k in keys]
+            params += tail
+        size = 1 << (len(chunk) - 1).bit_length()  # the power of two at or above
+        params += [None] * (len(columns) * (size - len(chunk)))
+        changed += conn.exec_driver_sql(
+            _sqlite_many(template, columns, size), tuple(params)
+        ).rowcount
+    return changed
 
 
-_COMPILED: dict[tuple[str, int, tuple[str, ...]], tuple[str, Any, dict[str, Any]]] = {}
+# Rows per statement at most on SQLite (16 columns x 128 rows: 2,048 of the 32,766
+# parameters SQLite allows). A shorter list is padded with rows of NULLs up to a power of
+# two, which the statement leaves out (its first column is never NULL): any batch is one
+# statement per 128 rows, with one of eight texts, kept prepared by the driver.
+SQLITE_ROWS_PER_STATEMENT = 128
+
+
+@functools.cache
+def _sqlite_many(template: str, columns: tuple[str, ...], size: int) -> str:
+    """`template` with `{rows}` as `size` rows of these columns, padding left out:
+    `(SELECT column1 AS a, … FROM (VALUES (?, …), …) WHERE column1 IS NOT NULL)`."""
+    row = "(" + ", ".join("?" * len(columns)) + ")"
+    values = ", ".join([row] * size)
+    named = ", ".join(f"column{i} AS {name}" for i, name in enumerate(columns, 1))
+    # The names are our rows' keys (written in our code, never from a request); values bound.
+    rows = f"(SELECT {named} FROM (VALUES {values}) WHERE column1 IS NOT NULL)"  # noqa: S608
+    return template.format(rows=rows)
+
+
+@functools.cache
+def _sqlite_bulk_insert(statement: Any, columns: tuple[str, ...]) -> str:
+    if not isinstance(statement, Insert):
+        raise TypeError("SQLite needs the bulk form of this statement (sqlite_sql)")
+    table = statement.table
+    unknown = [name for name in columns if name not in table.c]
+    if unknown:
+        raise KeyError(f"not columns of {table.name}: {unknown}")
+    names = ", ".join(columns)
+    # Names from our schema only: each key was looked up in the table's columns above.
+    return f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {{rows}}"  # noqa: S608
 
 
 def _json_columns(statement: Any, keys: tuple[str, ...]) -> list[str]:
-    table = statement.table
+    table = getattr(statement, "table", statement)  # an INSERT's table, or the table
     return [k for k in keys if k in table.c and isinstance(table.c[k].type, JSON)]
 
 

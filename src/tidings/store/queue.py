@@ -471,9 +471,9 @@ def record(
             for o in outcomes
         ],
     )
-    result = execute_many(
+    changed = execute_many(
         conn,
-        _RECORD,
+        deliveries,
         [
             {
                 "b_id": o.delivery_id,
@@ -489,35 +489,16 @@ def record(
         ],
         {"b_worker": worker_id, "b_now": now},
         pg_sql=_PG_RECORD,
+        sqlite_sql=_SQLITE_RECORD,
     )
     _track_failing_streaks(conn, outcomes, now, kept_webhooks)
-    return int(result.rowcount)
+    return changed
 
 
 _INSERT_ATTEMPT = insert(attempts)
-_RECORD = (
-    update(deliveries)
-    .where(
-        deliveries.c.id == bindparam("b_id"),
-        deliveries.c.status == "delivering",
-        deliveries.c.leased_by == bindparam("b_worker"),
-    )
-    .values(
-        status=bindparam("b_status"),
-        attempt_count=deliveries.c.attempt_count + 1,
-        next_attempt_at=bindparam("b_next"),
-        lease_expires_at=None,
-        leased_by=None,
-        last_status_code=bindparam("b_code"),
-        last_duration_ms=bindparam("b_duration"),
-        last_error=bindparam("b_error"),
-        last_attempt_at=bindparam("b_at"),
-        updated_at=bindparam("b_now"),
-        finished_at=bindparam("b_finished"),
-    )
-)
-# The record's UPDATE on PostgreSQL: one statement, the rows as one JSON document.
-_PG_RECORD = """
+# The record's UPDATE, all rows in one statement: on PostgreSQL they come as one JSON
+# document; on SQLite as a VALUES list (`execute_many`), with the shared values as columns.
+_RECORD = """
         UPDATE deliveries AS d SET
             status = v.b_status,
             attempt_count = d.attempt_count + 1,
@@ -528,14 +509,20 @@ _PG_RECORD = """
             last_duration_ms = v.b_duration,
             last_error = v.b_error,
             last_attempt_at = v.b_at,
-            updated_at = %(b_now)s,
+            updated_at = {now},
             finished_at = v.b_finished
-        FROM json_to_recordset(%(rows)s::json) AS v(
+        FROM {rows}
+        WHERE d.id = v.b_id AND d.status = 'delivering' AND d.leased_by = {worker}
+"""
+_PG_RECORD = _RECORD.format(
+    now="%(b_now)s",
+    worker="%(b_worker)s",
+    rows="""json_to_recordset(%(rows)s::json) AS v(
             b_id varchar, b_status varchar, b_next float8, b_code int, b_duration int,
             b_error text, b_at float8, b_finished float8
-        )
-        WHERE d.id = v.b_id AND d.status = 'delivering' AND d.leased_by = %(b_worker)s
-"""
+        )""",
+)
+_SQLITE_RECORD = _RECORD.format(now="v.b_now", worker="v.b_worker", rows="{rows} AS v")
 _STREAK_ENDED = (
     update(webhooks)
     .where(in_list(webhooks.c.id, "ids"), webhooks.c.failing_since.is_not(None))
