@@ -60,12 +60,18 @@ def test_in_list_and_not_in_list_match_awkward_strings_exactly(api: Api) -> None
         assert sorted(everything.scalars()) == sorted(AWKWARD)
 
 
-def test_execute_many_keeps_every_value_exactly(api: Api) -> None:
+def _one_delivery(api: Api) -> str:
+    """Publish one event to one webhook; the id of its delivery (attempts need one)."""
     api.create_webhook(events=["item.created"])
     assert api.publish("item.created").status_code == 202
+    with api.context.db.read() as conn:
+        delivery_id: str = conn.execute(select(deliveries.c.id)).scalar_one()
+    return delivery_id
+
+
+def test_execute_many_keeps_every_value_exactly(api: Api) -> None:
     db = api.context.db
-    with db.read() as conn:
-        delivery_id = conn.execute(select(deliveries.c.id)).scalar_one()
+    delivery_id = _one_delivery(api)
     rows: list[dict[str, Any]] = [
         {
             "id": f"att_{i}",
@@ -206,11 +212,8 @@ def _statements(db: Database) -> list[str]:
 def test_execute_many_writes_any_count_of_rows_in_few_statements(api: Api, count: int) -> None:
     """One statement per 128 rows on SQLite (padded to a power of two), one on PostgreSQL:
     on SQLite the driver's executemany let go of the GIL at every row (see execute_many)."""
-    api.create_webhook(events=["item.created"])
-    assert api.publish("item.created").status_code == 202
     db = api.context.db
-    with db.read() as conn:
-        delivery_id = conn.execute(select(deliveries.c.id)).scalar_one()
+    delivery_id = _one_delivery(api)
     rows: list[dict[str, Any]] = [
         {
             "id": f"att_{i:04d}",
