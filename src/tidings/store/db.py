@@ -249,9 +249,9 @@ def execute_many(
     pg_sql: str | None = None,
     sqlite_sql: str | None = None,
 ) -> int:
-    """`statement` (an INSERT, or an UPDATE with its `pg_sql` and `sqlite_sql` forms) for
-    every row, each with the `shared` values besides its own, as few statements as possible;
-    returns how many rows it changed.
+    """`statement` (an INSERT; for an UPDATE, the table it writes, its text given as
+    `pg_sql` and `sqlite_sql`) for every row, each with the `shared` values besides its own,
+    as few statements as possible; returns how many rows it changed.
 
     PostgreSQL: one statement whose rows come as one JSON document, `%(rows)s`, read with
     `json_to_recordset` (the `pg_sql` of an UPDATE names its columns and their types there).
@@ -275,7 +275,7 @@ def execute_many(
     if conn.dialect.name == "postgresql":
         # JSON columns go in as nested values: `json_to_recordset` reproduces a json-typed
         # field's text exactly, which is the compact text SQLite stores too.
-        sql = pg_sql or _pg_bulk_insert(statement, keys)
+        sql = pg_sql or _bulk_insert(statement, keys, "postgresql")
         rows_json = {"rows": compact_json(rows)}
         result = conn.exec_driver_sql(sql, rows_json | shared, execution_options=PREPARED)
         return int(result.rowcount)
@@ -284,7 +284,7 @@ def execute_many(
         rows = [row | {k: compact_json(row[k]) for k in json_keys} for row in rows]
     extra = tuple(k for k in shared if k not in keys)
     columns = keys + extra
-    template = sqlite_sql or _sqlite_bulk_insert(statement, columns)
+    template = sqlite_sql or _bulk_insert(statement, columns, "sqlite")
     tail = [shared[k] for k in extra]
     changed = 0
     for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
@@ -322,33 +322,27 @@ def _sqlite_many(template: str, columns: tuple[str, ...], size: int) -> str:
     return template.format(rows=rows)
 
 
-@functools.cache
-def _sqlite_bulk_insert(statement: Any, columns: tuple[str, ...]) -> str:
-    if not isinstance(statement, Insert):
-        raise TypeError("SQLite needs the bulk form of this statement (sqlite_sql)")
-    table = statement.table
-    unknown = [name for name in columns if name not in table.c]
-    if unknown:
-        raise KeyError(f"not columns of {table.name}: {unknown}")
-    names = ", ".join(columns)
-    # Names from our schema only: each key was looked up in the table's columns above.
-    return f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {{rows}}"  # noqa: S608
-
-
 def _json_columns(statement: Any, keys: tuple[str, ...]) -> list[str]:
     table = getattr(statement, "table", statement)  # an INSERT's table, or the table
     return [k for k in keys if k in table.c and isinstance(table.c[k].type, JSON)]
 
 
-def _pg_bulk_insert(statement: Any, keys: tuple[str, ...]) -> str:
-    """`INSERT … SELECT … FROM json_to_recordset(rows)` for an INSERT of these columns."""
+@functools.cache
+def _bulk_insert(statement: Any, columns: tuple[str, ...], dialect: str) -> str:
+    """`INSERT … SELECT …` for an INSERT of these columns, from the rows as `execute_many`
+    sends them: `json_to_recordset(%(rows)s)` on PostgreSQL, `{rows}` on SQLite."""
     if not isinstance(statement, Insert):
-        raise TypeError("PostgreSQL needs the bulk form of this statement (pg_sql)")
+        raise TypeError("an UPDATE needs its bulk forms here (pg_sql and sqlite_sql)")
     table = statement.table
-    names = ", ".join(keys)
-    fields = ", ".join(f"{k} {_pg_type(table.c[k].type)}" for k in keys)
-    # Names from our schema only: each key was looked up in the table's columns above.
-    source = f"json_to_recordset(%(rows)s::json) AS v({fields})"
+    unknown = [name for name in columns if name not in table.c]
+    if unknown:
+        raise KeyError(f"not columns of {table.name}: {unknown}")
+    source = "{rows}"
+    if dialect == "postgresql":
+        fields = ", ".join(f"{k} {_pg_type(table.c[k].type)}" for k in columns)
+        source = f"json_to_recordset(%(rows)s::json) AS v({fields})"
+    names = ", ".join(columns)
+    # Names from our schema only: each was looked up in the table's columns above.
     return f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {source}"  # noqa: S608
 
 
