@@ -167,6 +167,32 @@ def test_a_worker_ends_a_failing_streak_at_most_once_a_second(api: Api) -> None:
     assert _failing_since(api, hook["id"]) is None
 
 
+def test_one_record_starts_the_failing_streaks_of_several_webhooks_at_their_first_failure(
+    api: Api,
+) -> None:
+    fresh, early, already, healed = (
+        api.create_webhook(url=f"https://hooks.example.com/{i}")["id"] for i in range(4)
+    )
+    assert api.publish("item.created").status_code == 202
+    with api.context.db.read() as conn:
+        ids = dict(conn.execute(select(deliveries.c.webhook_id, deliveries.c.id)).all())
+    _set_failing_since(api, already, 10.0)  # its streak started earlier: it stays
+    outcomes = [
+        _outcome(500, fresh, 100.25)._replace(delivery_id=ids[fresh]),
+        _outcome(None, early, 100.5)._replace(delivery_id=ids[early]),
+        _outcome(503, early, 100.125)._replace(delivery_id=ids[early]),  # its first failure
+        _outcome(500, already, 100.0)._replace(delivery_id=ids[already]),
+        _outcome(500, healed, 100.0)._replace(delivery_id=ids[healed]),
+        _outcome(200, healed, 100.75)._replace(delivery_id=ids[healed]),  # a success as well
+    ]
+    with api.context.db.write() as conn:
+        queue.record(conn, "w1", outcomes, 101.0)
+    assert _failing_since(api, fresh) == 100.25
+    assert _failing_since(api, early) == 100.125
+    assert _failing_since(api, already) == 10.0
+    assert _failing_since(api, healed) is None
+
+
 def test_a_worker_claiming_in_a_thread_takes_a_whole_cap_per_claim(api: Api) -> None:
     """Half the statements per delivery on PostgreSQL; the lease covers the longer wait."""
     ctx = api.context

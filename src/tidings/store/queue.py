@@ -529,11 +529,17 @@ _STREAK_ENDED = (
     .values(failing_since=None)
     .execution_options(**PREPARED)
 )
-_STREAK_STARTED = (
-    update(webhooks)
-    .where(webhooks.c.id == bindparam("b_id"), webhooks.c.failing_since.is_(None))
-    .values(failing_since=bindparam("b_since"))
+# A failing streak starts for every webhook that failed and had none: one statement, like
+# the record (the driver's executemany let go of SQLite's GIL once per webhook).
+_STREAK_STARTED = """
+        UPDATE webhooks AS w SET failing_since = v.b_since
+        FROM {rows}
+        WHERE w.id = v.b_id AND w.failing_since IS NULL
+"""
+_PG_STREAK_STARTED = _STREAK_STARTED.format(
+    rows="json_to_recordset(%(rows)s::json) AS v(b_id varchar, b_since float8)"
 )
+_SQLITE_STREAK_STARTED = _STREAK_STARTED.format(rows="{rows} AS v")
 
 
 def _status(outcome: Outcome) -> str:
@@ -556,7 +562,13 @@ def _track_failing_streaks(
     if failing:
         if kept is not None:
             kept.streaks_may_start(failing)
-        conn.execute(_STREAK_STARTED, [{"b_id": k, "b_since": v} for k, v in failing.items()])
+        execute_many(
+            conn,
+            webhooks,
+            [{"b_id": k, "b_since": v} for k, v in failing.items()],
+            pg_sql=_PG_STREAK_STARTED,
+            sqlite_sql=_SQLITE_STREAK_STARTED,
+        )
 
 
 def finish_without_sending(conn: Connection, delivery_id: str, reason: str, now: float) -> None:
