@@ -8,6 +8,7 @@ bounded wait, then SIGKILL). Everything listens on and talks to 127.0.0.1 only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import itertools
 import json
@@ -19,11 +20,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 import aiohttp
+import httptools
 
 BENCH_DIR = Path(__file__).resolve().parent
 LOCAL = "127.0.0.1"
@@ -433,6 +436,96 @@ def summarize_ms(values_s: Sequence[float]) -> dict[str, float | None]:
     }
 
 
+class _Answer:
+    """One HTTP/1.1 response as `httptools` parses it."""
+
+    def __init__(self) -> None:
+        self.body: list[bytes] = []
+        self.done = False
+
+    def on_body(self, chunk: bytes) -> None:
+        self.body.append(chunk)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+
+class _Connection(asyncio.Protocol):
+    """A keep-alive HTTP/1.1 connection for one request at a time: the publishers' client.
+
+    aiohttp's client cost the benchmark ~200 us of CPU per publish, about 0.4 of a core
+    at e2e's pace, taken from the two cores `serve` runs on; this costs ~40 us (see
+    bench/README.md, session 8). Tidings' own sends still go through aiohttp, and so does
+    the ceiling."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._answer = _Answer()
+        self._parser = httptools.HttpResponseParser(self._answer)
+        self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(exc)
+            return
+        if self._answer.done and self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result((self._parser.get_status_code(), b"".join(self._answer.body)))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._fail(exc or ConnectionResetError("the server closed the connection"))
+
+    def _fail(self, exc: BaseException) -> None:
+        self.lost = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(exc)
+
+    async def request(self, data: bytes, timeout_s: float) -> tuple[int, bytes]:
+        assert self.transport is not None
+        self._answer = _Answer()
+        self._parser = httptools.HttpResponseParser(self._answer)
+        self._waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return await asyncio.wait_for(self._waiter, timeout_s)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _Pool:
+    """Idle keep-alive connections to one host, opened as needed."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._idle: list[_Connection] = []
+        self._all: list[_Connection] = []
+
+    async def request(self, data: bytes, timeout_s: float = 60.0) -> tuple[int, bytes]:
+        connection = self._idle.pop() if self._idle else None
+        if connection is None or connection.lost:
+            loop = asyncio.get_running_loop()
+            _transport, connection = await loop.create_connection(_Connection, self.host, self.port)
+            self._all.append(connection)
+        try:
+            answer = await connection.request(data, timeout_s)
+        except BaseException:
+            connection.close()
+            raise
+        self._idle.append(connection)
+        return answer
+
+    def close(self) -> None:
+        for connection in self._all:
+            connection.close()
+
+
 class Publisher:
     """POSTs events as the operator: `n` as fast as `concurrency` clients go, or at a rate."""
 
@@ -444,46 +537,53 @@ class Publisher:
         content: Callable[[int], dict[str, Any]],
         event_type: Callable[[int], str] = lambda _seq: "item.created",
     ) -> None:
-        self.url = f"{base}/v1/applications/{app_id}/events"
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        url = urlsplit(base)
+        self.host, self.port = url.hostname or LOCAL, url.port or 80
+        self.path = f"/v1/applications/{app_id}/events"
+        self.head = (
+            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+        ).encode()
         self.content = content
         self.event_type = event_type
         self.statuses: Counter[int | str] = Counter()
         self.request_s: list[float] = []
         self.first_error: str | None = None
 
-    async def _one(self, session: aiohttp.ClientSession, seq: int) -> None:
-        body = json.dumps({"type": self.event_type(seq), "content": self.content(seq)})
+    async def _one(self, pool: _Pool, seq: int) -> None:
+        body = json.dumps({"type": self.event_type(seq), "content": self.content(seq)}).encode()
+        data = b"%bContent-Length: %d\r\n\r\n%b" % (self.head, len(body), body)
         started = time.perf_counter()
         try:
-            async with session.post(self.url, data=body, headers=self.headers) as response:
-                text = await response.text()
-                self.statuses[response.status] += 1
-                if response.status != 202 and self.first_error is None:
-                    self.first_error = f"{response.status}: {text[:300]}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            status, text = await pool.request(data)
+            self.statuses[status] += 1
+            if status != 202 and self.first_error is None:
+                self.first_error = f"{status}: {text[:300].decode(errors='replace')}"
+        except (OSError, TimeoutError, httptools.HttpParserError) as exc:
             self.statuses[exc.__class__.__name__] += 1
             self.first_error = self.first_error or f"{exc.__class__.__name__}: {exc}"
         self.request_s.append(time.perf_counter() - started)
 
-    def _session(self, concurrency: int) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=concurrency),
-            timeout=aiohttp.ClientTimeout(total=60),
-        )
+    @contextlib.contextmanager
+    def _session(self, _concurrency: int) -> Iterator[_Pool]:
+        pool = _Pool(self.host, self.port)
+        try:
+            yield pool
+        finally:
+            pool.close()
 
     async def closed_loop(self, n: int, concurrency: int) -> dict[str, Any]:
         """`n` events from `concurrency` clients, each sending its next as soon as answered."""
         next_seq = 0
 
-        async def client(session: aiohttp.ClientSession) -> None:
+        async def client(session: _Pool) -> None:
             nonlocal next_seq
             while next_seq < n:
                 seq = next_seq
                 next_seq += 1
                 await self._one(session, seq)
 
-        async with self._session(concurrency) as session:
+        with self._session(concurrency) as session:
             first_at = time.time()
             started = time.perf_counter()
             await asyncio.gather(*(client(session) for _ in range(concurrency)))
@@ -495,13 +595,13 @@ class Publisher:
         gate = asyncio.Semaphore(max_in_flight)
         behind_s: list[float] = []
 
-        async def one(session: aiohttp.ClientSession, seq: int) -> None:
+        async def one(session: _Pool, seq: int) -> None:
             try:
                 await self._one(session, seq)
             finally:
                 gate.release()
 
-        async with self._session(max_in_flight) as session:
+        with self._session(max_in_flight) as session:
             first_at = time.time()
             started = time.perf_counter()
             tasks = []
