@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tidings.api.app import create_app
+from tidings.delivery.worker import Worker
 from tidings.errors import Conflict, InvalidInput, NotFound, Unavailable
 from tidings.store import events
 from tidings.store.db import Database
@@ -159,3 +161,111 @@ def test_the_api_answers_concurrent_publishes_after_committing_them(api: Api) ->
     assert asyncio.run(many()) == [202] * 50
     assert _count(api.context.db, events_table) == 50
     assert api.context.publishes.batches - before < 50
+
+
+def _recording_committer(
+    db: Database, writers: list[str]
+) -> GroupCommit[PublishRequest, events.Accepted]:
+    """A committer that notes which thread wrote each batch."""
+
+    def write_many(conn: Any, requests: Any) -> Any:
+        writers.append(threading.current_thread().name)
+        return events.publish_many(conn, requests, time.time())
+
+    return GroupCommit(
+        db, write_many, lambda conn, r: events.publish(conn, r, time.time()), name="writer"
+    )
+
+
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@SQLITE_ONLY
+def test_in_its_own_loop_what_is_submitted_together_is_one_batch_written_in_the_loop(
+    api: Api,
+) -> None:
+    api.create_webhook(events=["item.created"])
+    writers: list[str] = []
+    committer = _recording_committer(api.context.db, writers)
+    requests = [PublishRequest(api.app_id, "item.created", {"n": n}, None, "h") for n in range(40)]
+
+    async def run() -> tuple[list[Any], list[Any]]:
+        committer.write_in_loop(asyncio.get_running_loop())
+        first = await _submit_all(committer, requests)
+        committer.write_in_loop(None)  # from now on, the thread again
+        second = await _submit_all(committer, requests[:3])
+        return first, second
+
+    try:
+        first, second = asyncio.run(run())
+    finally:
+        committer.close()
+    assert [r.event["content"]["n"] for r in first] == list(range(40))
+    assert all(isinstance(r, events.Accepted) and r.created for r in first + second)
+    assert writers == [threading.main_thread().name, "writer"]
+    assert committer.batches == 2
+    assert _count(api.context.db, events_table) == 43
+
+
+@SQLITE_ONLY
+def test_in_its_loop_a_batch_waits_in_the_thread_while_another_thread_writes(api: Api) -> None:
+    """The loop is never stopped by a write turn another thread holds: that batch goes to
+    the writer thread, which waits for the turn."""
+    api.create_webhook(events=["item.created"])
+    db = api.context.db
+    writers: list[str] = []
+    committer = _recording_committer(db, writers)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_write_turn() -> None:
+        with db.write():
+            holding.set()
+            release.wait(10)
+
+    async def run() -> tuple[Any, float]:
+        committer.write_in_loop(asyncio.get_running_loop())
+        holder = asyncio.create_task(asyncio.to_thread(hold_the_write_turn))
+        await asyncio.to_thread(holding.wait, 10)
+        publish = asyncio.create_task(
+            committer.submit(PublishRequest(api.app_id, "item.created", {}, None, "h"))
+        )
+        started = time.perf_counter()
+        for _ in range(20):  # the loop goes on meanwhile (held up, it would wait 10 s)
+            await asyncio.sleep(0.005)
+        ticking = time.perf_counter() - started
+        assert not publish.done()
+        release.set()
+        await holder
+        return await asyncio.wait_for(publish, 10), ticking
+
+    try:
+        accepted, ticking = asyncio.run(run())
+    finally:
+        release.set()
+        committer.close()
+    assert isinstance(accepted, events.Accepted) and accepted.created
+    assert ticking < 5
+    assert writers == ["writer"]
+    assert _count(db, events_table) == 1
+
+
+@SQLITE_ONLY
+def test_serve_writes_publishes_in_its_loop_and_the_api_alone_in_its_thread(api: Api) -> None:
+    ctx = api.context  # no webhook: nothing to deliver, only the event to write
+    worker = Worker(ctx.db, ctx.settings, ctx.box, ctx.clock)
+
+    async def publish(app: Any) -> tuple[int, str | None]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                response = await client.post(
+                    f"/v1/applications/{api.app_id}/events",
+                    json={"type": "item.created", "content": {}},
+                    headers={"Authorization": f"Bearer {api.operator}"},
+                )
+                thread = ctx.publishes._thread
+                return response.status_code, None if thread is None else thread.name
+
+    assert asyncio.run(publish(create_app(ctx, worker))) == (202, None)
+    assert asyncio.run(publish(create_app(ctx))) == (202, "publish-writer")
+    assert _count(ctx.db, events_table) == 2

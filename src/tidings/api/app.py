@@ -92,12 +92,15 @@ def create_app(
             context.notify = worker.wake
             context.taker = worker.taker
             context.handoff = worker.accept
+            if worker.db_in_loop:  # SQLite: publishes written in the loop too (group_commit)
+                context.publishes.write_in_loop(asyncio.get_running_loop())
         try:
             yield
         finally:
             stop.set()
             if task is not None:
                 await task
+            context.publishes.write_in_loop(None)
             await asyncio.to_thread(context.publishes.close)
             context.db.dispose()
 

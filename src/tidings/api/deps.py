@@ -34,11 +34,14 @@ class Context:
     handoff: Callable[[tuple[Job, ...]], None] = field(default=lambda _jobs: None)
     limiter: RateLimiter | None = None
     operator_limiter: RateLimiter | None = None
-    # Publishes are written in batches by one thread (see store.group_commit).
+    # Publishes are written in batches by one thread, or by `serve`'s loop on SQLite (see
+    # store.group_commit).
     publishes: GroupCommit[PublishRequest, Accepted] = field(init=False)
 
     def __post_init__(self) -> None:
-        catalog = events.Catalog()  # used by the writer thread alone
+        # One batch at a time uses it: the writer thread's, or in `serve` on SQLite the
+        # loop's, under the same write turn (store.group_commit).
+        catalog = events.Catalog()
         self.publishes = GroupCommit(
             self.db,
             lambda conn, requests: events.publish_many(
