@@ -19,9 +19,10 @@ by a callback, and the thread is used only when another thread holds the write t
 driver lets go of the GIL around every step of SQLite, so a writer thread beside a busy loop
 waited for the GIL back at each of the ~10 steps of a batch (a batch of 14-17 publishes took
 5.0 ms there, against 1.35 ms for 28 in `tidings api`), and every hand-over of the GIL cost
-a context switch: `serve` spent 5-22% less CPU per delivery without it (e2e and fanout,
-seven alternating pairs; bench/README.md, session 8). The loop is stopped for the ~1 ms a
-batch takes, as it already was for the worker's claims and records.
+a context switch. Without it, `serve` used 2-25% less CPU per e2e delivery (set against
+the ceiling's, seven alternating pairs, each lower; fanout: lower in four pairs of six;
+bench/README.md, session 8). The loop is stopped for the ~1 ms a batch takes, as it
+already was for the worker's claims and records.
 """
 
 from __future__ import annotations
