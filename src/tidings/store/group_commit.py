@@ -105,8 +105,9 @@ class GroupCommit(Generic[T, R]):
 
     def _write_gathered(self) -> None:
         """In the loop: write what its requests submitted since the last time, as one batch
-        (or several of `max_batch`). While another thread holds the write turn, the writer
-        thread waits for it instead, so the loop never does."""
+        (or several of `max_batch`). While another thread of this process holds the write
+        turn, the writer thread waits for it instead of the loop. (Another process holding
+        SQLite's lock is waited for here, up to the busy timeout, as the worker's claims do.)"""
         batch, self._gathered = self._gathered, []
         if self.db.write_busy():
             for pending in batch:
