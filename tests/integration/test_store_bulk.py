@@ -238,6 +238,23 @@ def test_execute_many_writes_any_count_of_rows_in_few_statements(api: Api, count
     assert [dict(r) for r in got] == rows
 
 
+def test_execute_many_inserts_the_shared_values_into_every_row(api: Api) -> None:
+    db = api.context.db
+    delivery_id = _one_delivery(api)
+    rows: list[dict[str, Any]] = [
+        {"id": f"att_{i}", "delivery_id": delivery_id, "at": float(i), "duration_ms": i}
+        for i in range(3)
+    ]
+    shared = {"response_body": "the same", "request_headers": {"shared": True}}
+    with db.write() as conn:
+        assert execute_many(conn, insert(attempts), rows, shared) == 3
+    with db.read() as conn:
+        got = conn.execute(
+            select(attempts.c.id, attempts.c.response_body, attempts.c.request_headers)
+        ).all()
+    assert sorted(got) == [(f"att_{i}", "the same", {"shared": True}) for i in range(3)]
+
+
 @pytest.fixture
 def sqlite_db(tmp_path: Path) -> Iterator[Database]:
     db = Database.from_url(f"sqlite:///{tmp_path / 'bulk.db'}")

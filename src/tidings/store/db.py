@@ -251,7 +251,9 @@ def execute_many(
 ) -> int:
     """`statement` (an INSERT; for an UPDATE, the table it writes, its text given as
     `pg_sql` and `sqlite_sql`) for every row, each with the `shared` values besides its own,
-    as few statements as possible; returns how many rows it changed.
+    as few statements as possible; returns how many rows it changed. An INSERT writes the
+    shared values into every row; an UPDATE's texts name them (`%(name)s` on PostgreSQL,
+    columns of `{rows}` on SQLite).
 
     PostgreSQL: one statement whose rows come as one JSON document, `%(rows)s`, read with
     `json_to_recordset` (the `pg_sql` of an UPDATE names its columns and their types there).
@@ -271,6 +273,9 @@ def execute_many(
     if not rows:
         return 0
     shared = shared or {}
+    if shared and isinstance(statement, Insert):  # columns of every row, JSON ones included
+        rows = [row | shared for row in rows]
+        shared = {}
     keys = tuple(rows[0])
     if conn.dialect.name == "postgresql":
         # JSON columns go in as nested values: `json_to_recordset` reproduces a json-typed
