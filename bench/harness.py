@@ -565,7 +565,7 @@ class Publisher:
         self.request_s.append(time.perf_counter() - started)
 
     @contextlib.contextmanager
-    def _session(self, _concurrency: int) -> Iterator[_Pool]:
+    def _session(self) -> Iterator[_Pool]:
         pool = _Pool(self.host, self.port)
         try:
             yield pool
@@ -583,7 +583,7 @@ class Publisher:
                 next_seq += 1
                 await self._one(session, seq)
 
-        with self._session(concurrency) as session:
+        with self._session() as session:
             first_at = time.time()
             started = time.perf_counter()
             await asyncio.gather(*(client(session) for _ in range(concurrency)))
@@ -601,7 +601,7 @@ class Publisher:
             finally:
                 gate.release()
 
-        with self._session(max_in_flight) as session:
+        with self._session() as session:
             first_at = time.time()
             started = time.perf_counter()
             tasks = []
