@@ -53,3 +53,38 @@ def test_quick_benchmark_runs_and_reports_every_case(tmp_path: Path) -> None:
         assert isinstance(figure, int | float) and not isinstance(figure, bool), (name, case)
         assert math.isfinite(figure), (name, figure)
         assert isinstance(case["passed"], bool), (name, case)
+
+
+@pytest.mark.timeout(TIMEOUT_S + 60)
+def test_repeated_case_keeps_the_median_run_between_chained_ceilings(tmp_path: Path) -> None:
+    """`--repeat 2`: two runs of drain, each between two ceilings (C run C run C, the middle
+    ceiling shared); the row is the run of the lower ratio (the lower median of two), and
+    both runs' figures stay in the results."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    cmd = [sys.executable, str(RUN), "--quick", "--repeat", "2", "--only", "drain"]
+    cmd += ["--results-dir", str(tmp_path), "--pg-url", ""]
+    result = subprocess.run(
+        cmd,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr[-5000:]}"
+    assert "(info) 2 runs: " in result.stdout
+
+    case = json.loads((tmp_path / "latest.json").read_text())["cases"]["drain"]
+    runs = case["details"]["runs"]
+    assert len(runs) == 2
+    assert runs[0]["ceiling_after"] == runs[1]["ceiling_before"]
+    for run in runs:
+        assert run["ceiling"] == pytest.approx((run["ceiling_before"] + run["ceiling_after"]) / 2)
+        assert run["ratio"] == pytest.approx(run["figure"] / run["ceiling"])
+    lower = min(runs, key=lambda r: r["ratio"])
+    assert case["details"]["chosen_run"] == runs.index(lower)
+    assert case["ratio"] == pytest.approx(lower["ratio"])
+    assert case["figure"] == pytest.approx(lower["figure"])
+    assert case["passed"] == (lower["ratio"] >= 0.5)
