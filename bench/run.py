@@ -1118,7 +1118,7 @@ def write_results(
         "cases": {name: asdict(r) for name, r in results.items()},
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    path = args.results_dir / f"{stamp}.json"
+    path: Path = args.results_dir / f"{stamp}.json"
     path.write_text(json.dumps(out, indent=2, default=str) + "\n")
     shutil.copyfile(path, args.results_dir / "latest.json")
     return path

@@ -82,8 +82,8 @@ def insert_deliveries(
     made = 0
     for start in range(0, n_events, BATCH):
         now = time.time()
-        event_rows = []
-        delivery_rows = []
+        event_rows: list[dict[str, Any]] = []
+        delivery_rows: list[dict[str, Any]] = []
         for seq in range(start, min(n_events, start + BATCH)):
             event = {
                 "id": new_id("evt", now),

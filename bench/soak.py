@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -158,7 +159,7 @@ def main() -> int:
                 time.sleep(0.2)
         import urllib.request
 
-        def call(path: str, body: dict) -> dict:
+        def call(path: str, body: dict[str, Any]) -> dict[str, Any]:
             request = urllib.request.Request(  # noqa: S310 - loopback
                 base + path,
                 json.dumps(body).encode(),
