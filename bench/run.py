@@ -192,11 +192,11 @@ async def framed(
     within one case, so a single run's ratio lands 0.24-0.44 for the same code (e2e,
     bench/README "Session 9"). `once(i)` runs the case the i-th time and returns its figure;
     every run's figure, ceilings and ratio stay in `runs`."""
-    before = await run_ceiling(ctx.receiver, n, ctx.work)
+    before = await stolen(run_ceiling(ctx.receiver, n, ctx.work))
     runs: list[dict[str, Any]] = []
     for i in range(ctx.repeat):
-        got = await once(i)
-        after = await run_ceiling(ctx.receiver, n, ctx.work)
+        got = await stolen(once(i))
+        after = await stolen(run_ceiling(ctx.receiver, n, ctx.work))
         mean = (before["requests_per_s"] + after["requests_per_s"]) / 2
         ceiling = {"requests_per_s": mean, "before": before, "after": after}
         runs.append({"got": got, "ceiling": ceiling, "ratio": got["figure"] / mean if mean else 0})
@@ -214,10 +214,26 @@ async def framed(
                 "ceiling_after": r["ceiling"]["after"]["requests_per_s"],
                 "ratio": r["ratio"],
                 "cpu_us_per_delivery": r["got"].get("cpu_us_per_delivery"),
+                "stolen_pct": r["got"]["stolen_pct"],
+                "ceiling_stolen_pct": [
+                    r["ceiling"]["before"]["stolen_pct"],
+                    r["ceiling"]["after"]["stolen_pct"],
+                ],
             }
             for r in runs
         ],
     }
+
+
+async def stolen(step: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """`step`'s result with `stolen_pct`: the share of both cores the hypervisor gave to
+    other guests while it ran (/proc/stat's steal), to tell a slow VM from slow code."""
+    before = cpu_sample()
+    got = await step
+    after = cpu_sample()
+    total = after[1] - before[1]
+    got["stolen_pct"] = 100 * (after[4] - before[4]) / total if total else 0.0
+    return got
 
 
 def runs_row(details: dict[str, Any]) -> Row:
@@ -1002,8 +1018,8 @@ async def run_cases(ctx: Ctx, names: list[str]) -> dict[str, Result]:
     return results
 
 
-def cpu_sample() -> tuple[float, float, float, float]:
-    """(machine busy s, machine total s, this run's CPU s, 1-minute load) now."""
+def cpu_sample() -> tuple[float, float, float, float, float]:
+    """(machine busy s, machine total s, this run's CPU s, 1-minute load, stolen s) now."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     tick = os.sysconf("SC_CLK_TCK")
     idle = fields[3] + fields[4]
@@ -1014,22 +1030,27 @@ def cpu_sample() -> tuple[float, float, float, float]:
         with contextlib.suppress(OSError, ValueError, IndexError):
             stat = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
             ours += (int(stat[11]) + int(stat[12])) / tick
-    return (total - idle) / tick, total / tick, ours, os.getloadavg()[0]
+    steal = fields[7] if len(fields) > 7 else 0
+    return (total - idle - steal) / tick, total / tick, ours, os.getloadavg()[0], steal / tick
 
 
 def cpu_usage(
-    before: tuple[float, float, float, float], after: tuple[float, float, float, float]
+    before: tuple[float, float, float, float, float],
+    after: tuple[float, float, float, float, float],
 ) -> dict[str, float]:
-    """How busy the machine was during a case, and how much of that was not this run.
+    """How busy the machine was during a case, how much of that was not this run, and how
+    much time the hypervisor gave to other guests while this one wanted to run (steal).
 
     `others_cpu_s` counts everything outside this run's process tree: PostgreSQL's server
     processes (which work for the PostgreSQL cases) and whatever else runs on the machine.
     """
     busy, total, ours = (after[i] - before[i] for i in range(3))
+    stolen = after[4] - before[4]
     return {
         "busy_pct_of_all_cores": 100 * busy / total if total else 0.0,
         "cpu_s_this_run": ours,
         "others_cpu_s": max(0.0, busy - ours),
+        "stolen_pct_of_all_cores": 100 * stolen / total if total else 0.0,
         "load_1m_at_start": before[3],
     }
 

@@ -83,6 +83,8 @@ def test_repeated_case_keeps_the_median_run_between_chained_ceilings(tmp_path: P
     for run in runs:
         assert run["ceiling"] == pytest.approx((run["ceiling_before"] + run["ceiling_after"]) / 2)
         assert run["ratio"] == pytest.approx(run["figure"] / run["ceiling"])
+        assert 0 <= run["stolen_pct"] <= 100
+        assert all(0 <= pct <= 100 for pct in run["ceiling_stolen_pct"])
     lower = min(runs, key=lambda r: r["ratio"])
     assert case["details"]["chosen_run"] == runs.index(lower)
     assert case["ratio"] == pytest.approx(lower["ratio"])
