@@ -189,7 +189,7 @@ async def framed(
     """Run a case `ctx.repeat` times, each between two ceilings (C run C run C ...), and keep
     the run whose ratio to the mean of its two ceilings is the median (the lower one of an
     even count). This VM's speed drifts: one ceiling moved 2x between runs and by a third
-    within one case, so a single run's ratio lands 0.24-0.44 for the same code (e2e,
+    within one case, so a single run's ratio lands 0.19-0.47 for the same code (e2e,
     bench/README "Session 9"). `once(i)` runs the case the i-th time and returns its figure;
     every run's figure, ceilings and ratio stay in `runs`."""
     before = await stolen(run_ceiling(ctx.receiver, n, ctx.work))
