@@ -25,19 +25,7 @@ TIMEOUT_S = 300
 @pytest.mark.timeout(TIMEOUT_S + 60)
 def test_quick_benchmark_runs_and_reports_every_case(tmp_path: Path) -> None:
     pg_url = os.environ.get("TIDINGS_TEST_POSTGRES_URL", "")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
-    cmd = [sys.executable, str(RUN), "--quick", "--results-dir", str(tmp_path), "--pg-url", pg_url]
-    result = subprocess.run(
-        cmd,
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    assert result.returncode == 0, f"{result.stdout}\n{result.stderr[-5000:]}"
+    run_bench(tmp_path, "--pg-url", pg_url)
 
     report = json.loads((tmp_path / "latest.json").read_text())
     assert report["quick"] is True
@@ -60,21 +48,8 @@ def test_repeated_case_keeps_the_median_run_between_chained_ceilings(tmp_path: P
     """`--repeat 2`: two runs of drain, each between two ceilings (C run C run C, the middle
     ceiling shared); the row is the run of the lower ratio (the lower median of two), and
     both runs' figures stay in the results."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
-    cmd = [sys.executable, str(RUN), "--quick", "--repeat", "2", "--only", "drain"]
-    cmd += ["--results-dir", str(tmp_path), "--pg-url", ""]
-    result = subprocess.run(
-        cmd,
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    assert result.returncode == 0, f"{result.stdout}\n{result.stderr[-5000:]}"
-    assert "(info) 2 runs: " in result.stdout
+    stdout = run_bench(tmp_path, "--repeat", "2", "--only", "drain", "--pg-url", "")
+    assert "(info) 2 runs: " in stdout
 
     case = json.loads((tmp_path / "latest.json").read_text())["cases"]["drain"]
     runs = case["details"]["runs"]
@@ -90,3 +65,22 @@ def test_repeated_case_keeps_the_median_run_between_chained_ceilings(tmp_path: P
     assert case["ratio"] == pytest.approx(lower["ratio"])
     assert case["figure"] == pytest.approx(lower["figure"])
     assert case["passed"] == (lower["ratio"] >= 0.5)
+
+
+def run_bench(results_dir: Path, *args: str) -> str:
+    """`bench/run.py --quick` with these arguments, results in `results_dir`: its output, once
+    it exited 0 (with no TIDINGS_* setting from this environment)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    cmd = [sys.executable, str(RUN), "--quick", "--results-dir", str(results_dir), *args]
+    result = subprocess.run(
+        cmd,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr[-5000:]}"
+    return result.stdout
