@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import socket
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -115,6 +116,8 @@ class Worker:
         self.handed_over = 0  # deliveries a publish gave this worker without a claim
         self._tasks: set[asyncio.Future[Any]] = set()
         self._secret_cache: dict[tuple[str, str, str | None], list[str]] = {}
+        # Per rate-limited webhook, the earliest this worker sends to it again (monotonic).
+        self._next_send: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outcomes: list[queue.Outcome] = []
@@ -365,6 +368,9 @@ class Worker:
         wait = job.not_before - self.clock.now()
         if wait > 0:  # a rate-limited webhook's slot, at most a second away
             await asyncio.sleep(wait)
+        rate = webhook.get("rate_limit")
+        if rate:
+            await self._spaced(webhook["id"], rate)
         now = self.clock.now()
         body = envelope_json(job.event_type, job.content_json, job.timestamp)
         headers = delivery_headers(
@@ -379,6 +385,19 @@ class Worker:
         response = await sender.post(webhook["url"], body, headers, webhook.get("timeout_s"))
         self._outcomes.append(self._decide(job, webhook["id"], now, headers, response))
         self._outcomes_ready.set()
+
+    async def _spaced(self, webhook_id: str, rate: float) -> None:
+        """At least 1/rate seconds after this worker's previous send to the webhook. Slots
+        are reserved at the claim; a worker that fell behind them (a stalled process, a busy
+        machine) would otherwise send every slot that passed at once. Each send takes the
+        next free time here before it waits, so sends that wake together go one by one."""
+        now = time.monotonic()
+        at = max(now, self._next_send.get(webhook_id, now))
+        if len(self._next_send) >= 10_000:
+            self._next_send.clear()
+        self._next_send[webhook_id] = at + 1.0 / rate
+        if at > now:
+            await asyncio.sleep(at - now)
 
     def _secrets(self, webhook: dict[str, Any], now: float) -> list[str]:
         """The webhook's live secrets, decrypted once per version rather than per delivery."""
