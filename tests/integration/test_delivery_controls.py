@@ -17,7 +17,7 @@ from tests.integration.conftest import Api, make_settings
 from tests.support.receiver import Receiver
 from tidings.clock import ManualClock, SystemClock
 from tidings.config import Settings
-from tidings.delivery.worker import Worker
+from tidings.delivery.worker import SPACING_CAP_S, Worker
 from tidings.store import queue
 from tidings.store.tables import webhooks
 
@@ -200,6 +200,29 @@ def test_a_worker_that_falls_behind_its_slots_does_not_send_them_at_once(
     gaps = [b.at - a.at for a, b in itertools.pairwise(arrived)]
     # 50 ms apart when sent; 30 ms leaves room for arrivals' own jitter (before: all 0 ms).
     assert min(gaps) >= 0.030, [round(g * 1000) for g in gaps]
+
+
+def test_a_workers_own_spacing_follows_the_rate_now_and_waits_at_most_a_second(
+    api: Api,
+) -> None:
+    """The gap after a send is 1/rate at the webhook's rate now (raised from 1 per 1,000 s
+    to 100/s: the next send waits 10 ms, not 1,000 s), and at most SPACING_CAP_S (lowered
+    back to 1 per 1,000 s: the worker waits 1 s, far inside the delivery's lease; the
+    slots the claim reserves keep the slower rate)."""
+    w = worker(api, SystemClock())
+
+    async def waits() -> list[float]:
+        took = []
+        for rate in (0.001, 100.0, 100.0, 0.001):
+            started = time.monotonic()
+            await w._spaced("wh_x", rate)
+            took.append(time.monotonic() - started)
+        return took
+
+    first, raised, again, lowered = asyncio.run(waits())
+    assert first < 0.005
+    assert 0.005 <= raised < 0.05 and 0.005 <= again < 0.05
+    assert SPACING_CAP_S - 0.01 <= lowered < SPACING_CAP_S + 0.5
 
 
 def test_one_webhook_cannot_take_every_slot_of_a_worker(api: Api, clock: ManualClock) -> None:

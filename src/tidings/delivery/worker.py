@@ -49,6 +49,9 @@ MAX_WEBHOOK_TIMEOUT_S = 30.0
 CLAIM_BATCH = 200
 POLL_INTERVAL_S = 0.1
 DEEP_CLAIM_INTERVAL_S = 1.0
+# The most a worker spaces two sends to a rate-limited webhook itself (`_spaced`); slower
+# rates are kept by the slots the claim reserves.
+SPACING_CAP_S = 1.0
 WRITE_TURN_POLLS = 20  # x WRITE_TURN_POLL_S: how long a loop claim waits for the write turn
 WRITE_TURN_POLL_S = 0.0005
 RECORD_DELAY_S = 0.02  # how long finished attempts wait for a claim to record them
@@ -116,8 +119,8 @@ class Worker:
         self.handed_over = 0  # deliveries a publish gave this worker without a claim
         self._tasks: set[asyncio.Future[Any]] = set()
         self._secret_cache: dict[tuple[str, str, str | None], list[str]] = {}
-        # Per rate-limited webhook, the earliest this worker sends to it again (monotonic).
-        self._next_send: dict[str, float] = {}
+        # Per rate-limited webhook, when this worker last sent to it (or will: monotonic).
+        self._last_send: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outcomes: list[queue.Outcome] = []
@@ -387,15 +390,18 @@ class Worker:
         self._outcomes_ready.set()
 
     async def _spaced(self, webhook_id: str, rate: float) -> None:
-        """At least 1/rate seconds after this worker's previous send to the webhook. Slots
-        are reserved at the claim; a worker that fell behind them (a stalled process, a busy
-        machine) would otherwise send every slot that passed at once. Each send takes the
-        next free time here before it waits, so sends that wake together go one by one."""
+        """At least 1/rate seconds (at most SPACING_CAP_S) after this worker's previous send
+        to the webhook. Slots are reserved at the claim; a worker that fell behind them (a
+        stalled process, a busy machine) would otherwise send every slot that passed at once.
+        Each send takes the next free time here before it waits, so sends that wake together
+        go one by one. The gap follows the webhook's rate now, and the cap keeps a rate just
+        lowered (whose slots the claim still spaces) from holding a delivery near its lease."""
+        gap = min(1.0 / rate, SPACING_CAP_S)
         now = time.monotonic()
-        at = max(now, self._next_send.get(webhook_id, now))
-        if len(self._next_send) >= 10_000:
-            self._next_send.clear()
-        self._next_send[webhook_id] = at + 1.0 / rate
+        at = max(now, self._last_send.get(webhook_id, now - gap) + gap)
+        if len(self._last_send) >= 10_000:
+            self._last_send.clear()
+        self._last_send[webhook_id] = at
         if at > now:
             await asyncio.sleep(at - now)
 
