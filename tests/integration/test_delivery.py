@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import random
 import socket
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -517,22 +520,12 @@ def test_serve_hands_new_deliveries_to_its_worker_without_a_claim(
 ) -> None:
     """In `tidings serve`, a publish leases its deliveries to the worker of the same process
     as it writes them; FIFO and rate-limited webhooks still go through the claim."""
-    api.context.clock = SystemClock()
     plain = api.create_webhook(url=receiver.url("/ok"), events=["item.created"])
     fifo = api.create_webhook(url=receiver.url("/ok"), events=["item.created"], ordering="fifo")
     ctx = api.context
-    worker = Worker(ctx.db, ctx.settings, ctx.box, ctx.clock, poll_interval_s=0.05)
-    with TestClient(create_app(ctx, worker)) as client:
-        deadline = time.monotonic() + 10
-        while worker.taker() is None and time.monotonic() < deadline:  # its loop has started
-            time.sleep(0.01)
+    with _serve(api) as (worker, client):
         for n in range(20):
-            r = client.post(
-                f"/v1/applications/{api.app_id}/events",
-                json={"type": "item.created", "content": {"n": n}},
-                headers={"Authorization": f"Bearer {api.operator}"},
-            )
-            assert r.status_code == 202 and r.json()["deliveries"] == 2
+            assert _publish(api, client, {"n": n})["deliveries"] == 2
         arrived = receiver.wait_for(40, timeout=20)
     assert len(arrived) == 40
     assert worker.handed_over == 20  # the plain webhook's, not the FIFO one's
@@ -541,3 +534,58 @@ def test_serve_hands_new_deliveries_to_its_worker_without_a_claim(
         assert {s for _w, s in statuses} == {"succeeded"}
         assert conn.execute(select(webhooks.c.ordering)).scalars().all().count("fifo") == 1
     assert {w for w, _s in statuses} == {plain["id"], fifo["id"]}
+
+
+@contextlib.contextmanager
+def _serve(api: Api, **settings: object) -> Iterator[tuple[Worker, TestClient]]:
+    """`tidings serve` in a TestClient, its worker with `settings`, once it is running."""
+    ctx = api.context
+    ctx.clock = SystemClock()
+    worker_settings = ctx.settings.model_copy(update=settings)
+    worker = Worker(ctx.db, worker_settings, ctx.box, ctx.clock, poll_interval_s=0.05)
+    with TestClient(create_app(ctx, worker)) as client:
+        deadline = time.monotonic() + 10
+        while worker.taker() is None and time.monotonic() < deadline:  # its loop has started
+            time.sleep(0.01)
+        yield worker, client
+
+
+def _publish(api: Api, client: TestClient, content: dict[str, object]) -> dict[str, Any]:
+    r = client.post(
+        f"/v1/applications/{api.app_id}/events",
+        json={"type": "item.created", "content": content},
+        headers={"Authorization": f"Bearer {api.operator}"},
+    )
+    assert r.status_code == 202, r.text
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+def test_serve_delivers_an_older_backlog_while_new_events_keep_coming(
+    api: Api, receiver: Receiver
+) -> None:
+    """New events handed to serve's worker never crowd out its claims: deliveries pending
+    from before (a backlog, retries come due) go out while publishing outpaces the receiver."""
+    api.create_webhook(url=receiver.url("/slow"), events=["item.created"])  # 50 ms each
+    for n in range(30):
+        api.publish("item.created", {"backlog": n})  # no worker in this app: all pending
+    published = 0
+    with _serve(api, worker_concurrency=4) as (_worker, client):  # 2 at a time: 40/s
+        deadline = time.monotonic() + 20
+        backlog: set[int] = set()
+        new = 0
+        seen = 0
+        while len(backlog) < 30 and time.monotonic() < deadline:
+            _publish(api, client, {"new": published})  # faster than they are delivered
+            published += 1
+            time.sleep(0.005)
+            arrived = receiver.requests[seen:]
+            seen += len(arrived)
+            for request in arrived:
+                content = json.loads(request.body)["content"]
+                if "backlog" in content:
+                    backlog.add(content["backlog"])
+                else:
+                    new += 1
+    assert backlog == set(range(30))
+    assert published > new + 30  # the receiver was behind all along

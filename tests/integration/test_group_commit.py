@@ -269,3 +269,55 @@ def test_serve_writes_publishes_in_its_loop_and_the_api_alone_in_its_thread(api:
     assert asyncio.run(publish(create_app(ctx, worker))) == (202, None)
     assert asyncio.run(publish(create_app(ctx))) == (202, "publish-writer")
     assert _count(ctx.db, events_table) == 2
+
+
+@pytest.mark.parametrize("in_loop", [True, False], ids=["in-loop", "thread"])
+def test_what_is_committed_is_passed_on_even_when_its_caller_went_away(
+    api: Api, in_loop: bool
+) -> None:
+    """`committed` sees each committed result in its caller's loop, also when the caller was
+    cancelled meanwhile: in `serve` it hands the deliveries leased in the transaction to the
+    worker, which otherwise would wait for their lease to expire."""
+    api.create_webhook(events=["item.created"])
+    db = api.context.db
+    seen: list[tuple[events.Accepted, bool]] = []
+
+    def committed(accepted: events.Accepted) -> None:
+        running = asyncio.get_running_loop() is loop
+        seen.append((accepted, running))
+
+    committer = GroupCommit(
+        db,
+        lambda conn, requests: events.publish_many(conn, requests, time.time()),
+        lambda conn, request: events.publish(conn, request, time.time()),
+        committed=committed,
+    )
+    request = PublishRequest(api.app_id, "item.created", {"n": 1}, None, "h")
+    loop: asyncio.AbstractEventLoop | None = None
+
+    async def run() -> bool:
+        nonlocal loop
+        loop = asyncio.get_running_loop()
+        if in_loop:
+            committer.write_in_loop(loop)
+        task = asyncio.create_task(committer.submit(request))
+        await asyncio.sleep(0)  # submitted; its batch is written after this turn
+        task.cancel()
+        for _ in range(500):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return True
+
+    try:
+        assert asyncio.run(run())
+    finally:
+        committer.close()
+    assert len(seen) == 1
+    accepted, in_callers_loop = seen[0]
+    assert accepted.created and accepted.event["content"] == {"n": 1}
+    assert in_callers_loop
+    assert _count(db, events_table) == 1
+    assert _count(db, deliveries) == 1

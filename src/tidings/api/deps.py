@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from tidings import metrics
 from tidings.api.ratelimit import RateLimiter
 from tidings.clock import Clock
 from tidings.config import Settings
@@ -29,7 +30,8 @@ class Context:
     # Called after a commit that made deliveries due now (wakes an in-process worker).
     notify: Callable[[], None] = field(default=lambda: None)
     # An in-process worker (`tidings serve`) takes new deliveries as they are written
-    # (`taker`, in the publish writer thread) and is handed them after the commit (`handoff`).
+    # (`taker`, in the publish batch's transaction) and is handed them after its commit
+    # (`handoff`, in the loop, see `published`).
     taker: Callable[[], events.Taker | None] = field(default=lambda: None)
     handoff: Callable[[tuple[Job, ...]], None] = field(default=lambda _jobs: None)
     limiter: RateLimiter | None = None
@@ -49,12 +51,27 @@ class Context:
             ),
             lambda conn, request: events.publish(conn, request, self.clock.now()),
             name="publish-writer",
+            committed=self.published,
         )
         s = self.settings
         self.limiter = self.limiter or RateLimiter(s.api_rate_limit, s.api_rate_burst)
         self.operator_limiter = self.operator_limiter or RateLimiter(
             s.operator_rate_limit, max(s.api_rate_burst, s.operator_rate_limit * 2)
         )
+
+    def published(self, accepted: Accepted) -> None:
+        """After the commit of a publish, in the loop, even if its client went away: count
+        it, hand the deliveries leased in its transaction to the worker of this process
+        (otherwise they would wait for their lease to expire), wake it for the others."""
+        if not accepted.created:  # an Idempotency-Key replay: nothing new
+            return
+        event = accepted.event
+        metrics.EVENTS_PUBLISHED.labels(event["type"]).inc()
+        metrics.DELIVERIES_CREATED.inc(event["delivery_count"])
+        if accepted.jobs:
+            self.handoff(accepted.jobs)
+        if event["delivery_count"] > len(accepted.jobs):
+            self.notify()
 
 
 async def get_context(request: Request) -> Context:

@@ -68,10 +68,14 @@ class GroupCommit(Generic[T, R]):
         *,
         max_batch: int = MAX_BATCH,
         name: str = "group-commit",
+        committed: Callable[[R], None] | None = None,
     ) -> None:
         self.db = db
         self.write_many = write_many
         self.write_one = write_one
+        # Called with each committed result in its caller's loop, before the caller is
+        # answered, and even when the caller went away meanwhile (a cancelled request).
+        self.committed = committed
         self.max_batch = max_batch
         self.name = name
         self.batches = 0  # how many transactions, for tests and benchmarks
@@ -115,7 +119,7 @@ class GroupCommit(Generic[T, R]):
             return
         for start in range(0, len(batch), self.max_batch):
             part = batch[start : start + self.max_batch]
-            _settle(list(zip(part, self._write(part), strict=True)))
+            _settle(list(zip(part, self._write(part), strict=True)), self.committed)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Write what was submitted, then stop the thread (a later `submit` starts another)."""
@@ -148,7 +152,7 @@ class GroupCommit(Generic[T, R]):
                     continue  # still write what came before, and what is left behind it
                 batch.append(pending)
             if batch:
-                _answer(batch, self._write(batch))
+                _answer(batch, self._write(batch), self.committed)
 
     def _write(self, batch: list[_Pending[T, R]]) -> Sequence[R | BaseException]:
         items = [p.item for p in batch]
@@ -175,7 +179,11 @@ class GroupCommit(Generic[T, R]):
             return exc
 
 
-def _answer(batch: list[_Pending[T, R]], results: Sequence[R | BaseException]) -> None:
+def _answer(
+    batch: list[_Pending[T, R]],
+    results: Sequence[R | BaseException],
+    committed: Callable[[R], None] | None,
+) -> None:
     """Settle each caller's future in its own loop: one wake-up per loop for the whole batch,
     not one per request."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending[T, R], R | BaseException]]] = {}
@@ -183,11 +191,19 @@ def _answer(batch: list[_Pending[T, R]], results: Sequence[R | BaseException]) -
         by_loop.setdefault(pending.loop, []).append((pending, result))
     for loop, answers in by_loop.items():
         with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
-            loop.call_soon_threadsafe(_settle, answers)
+            loop.call_soon_threadsafe(_settle, answers, committed)
 
 
-def _settle(answers: list[tuple[_Pending[T, R], R | BaseException]]) -> None:
+def _settle(
+    answers: list[tuple[_Pending[T, R], R | BaseException]],
+    committed: Callable[[R], None] | None,
+) -> None:
     for pending, result in answers:
+        if not isinstance(result, BaseException) and committed is not None:
+            try:
+                committed(result)
+            except Exception:  # written all the same: its caller is answered below
+                log.exception("after a commit")
         if pending.future.done():  # the caller went away (its request was cancelled)
             continue
         if isinstance(result, BaseException):

@@ -8,7 +8,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 
-from tidings import metrics
 from tidings.api.auth import Caller, require_operator
 from tidings.api.deps import Context, Ctx
 from tidings.api.problems import COMMON_ERRORS, responses
@@ -69,16 +68,9 @@ async def publish(
 async def submit(
     ctx: Context, app_id: str, body: EventIn, idempotency_key: str | None
 ) -> events.Accepted:
-    """Write the event (answered once committed), count it, and wake an in-process worker."""
+    """Write the event; answered once committed (`Context.published` has then counted it
+    and passed its deliveries on)."""
     request = events.PublishRequest(
         app_id, body.type, body.content, idempotency_key, request_hash(body, idempotency_key)
     )
-    accepted = await ctx.publishes.submit(request)
-    if accepted.created:
-        metrics.EVENTS_PUBLISHED.labels(body.type).inc()
-        metrics.DELIVERIES_CREATED.inc(accepted.event["delivery_count"])
-        if accepted.jobs:  # leased to the worker of this process as they were written
-            ctx.handoff(accepted.jobs)
-        if accepted.event["delivery_count"] > len(accepted.jobs):
-            ctx.notify()
-    return accepted
+    return await ctx.publishes.submit(request)
