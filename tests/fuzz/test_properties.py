@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tidings import verify as public_verify
+from tidings.api.schemas import _plainly_strict
 from tidings.config import DEFAULT_RETRY_SCHEDULE
 from tidings.domain import retry, signing, targets
 from tidings.domain.signing import InvalidSignature
@@ -353,3 +354,45 @@ def test_verify_unpaired_surrogates_are_invalid_signature(body: str, header: str
         headers[header] += "\udfff"
     with pytest.raises(InvalidSignature):
         signing.verify(body, headers, [SECRET], now=NOW)
+
+
+# --------------------------------------------------------------------------- event content
+
+# Every JSON value and the Python values parsing can give besides: NaN and infinities (from
+# `NaN`, `Infinity`, `1e999`), unpaired surrogates (from `"\ud800"`), integers past 64 bits.
+wild_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(alphabet=st.characters(), max_size=8)
+    | st.sampled_from(["null", "NaN", "\ud800", "a\udfffb"])
+)
+wild_content = st.dictionaries(
+    st.text(max_size=6),
+    st.recursive(
+        wild_scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+        max_leaves=12,
+    ),
+    max_size=5,
+)
+
+
+@PROPERTY
+@given(content=wild_content)
+def test_the_quick_content_check_never_lets_through_what_the_full_check_refuses(
+    content: dict[str, Any],
+) -> None:
+    try:
+        json.dumps(content, allow_nan=False, ensure_ascii=False).encode()
+        strict = True
+    except (ValueError, UnicodeEncodeError):
+        strict = False
+    if _plainly_strict(content):
+        assert strict
+
+
+def test_the_quick_content_check_passes_plain_content() -> None:
+    assert _plainly_strict({"item_id": 1, "name": "Grüße", "tags": ["a"], "ok": True})
+    assert not _plainly_strict({"gone": None})  # decided by the full check
