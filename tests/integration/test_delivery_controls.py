@@ -179,7 +179,8 @@ def test_a_worker_that_falls_behind_its_slots_does_not_send_them_at_once(
 ) -> None:
     """Slots are reserved at the claim; a worker stalled past several of them (a busy
     machine, a long pause of the process) still sends to the webhook at most at its rate,
-    each send at least 1/rate after the one before, instead of every passed slot at once."""
+    each send at least 1/rate after the one before, instead of every passed slot at once:
+    those late by more than LATE_SLOT_S are given back for new slots, the others spaced."""
     api.context.clock = SystemClock()
     wh = api.create_webhook(url=receiver.url("/ok"), events=["*"])
     set_webhook(api, wh["id"], rate_limit=20.0)
@@ -194,12 +195,58 @@ def test_a_worker_that_falls_behind_its_slots_does_not_send_them_at_once(
     async def deliver_all() -> None:
         async with w._sender() as sender:
             await asyncio.gather(*(w._deliver(sender, job) for job in jobs))
+        await w._flush()
+        while len(receiver.requests) < 8:  # what was given back, claimed again
+            if not await w.run_once():
+                await asyncio.sleep(0.02)
 
-    asyncio.run(deliver_all())
-    arrived = receiver.wait_for(8, timeout=10)
+    asyncio.run(asyncio.wait_for(deliver_all(), 20))
+    arrived = receiver.wait_for(8, timeout=5)
+    assert sorted(numbers(receiver)) == list(range(8))
     gaps = [b.at - a.at for a, b in itertools.pairwise(arrived)]
     # 50 ms apart when sent; 30 ms leaves room for arrivals' own jitter (before: all 0 ms).
     assert min(gaps) >= 0.030, [round(g * 1000) for g in gaps]
+
+
+def test_a_worker_late_for_its_slots_gives_them_back_rather_than_crowd_another_workers(
+    api: Api, receiver: Receiver
+) -> None:
+    """Worker a claims a second of slots, then stalls past them; worker b claims the next
+    second's. a's passed slots, sent late (50 ms apart, by its own spacing), would land among
+    b's: 40 sends in one second for a rate of 20. A send more than LATE_SLOT_S late for its
+    slot is given back instead, and claimed again with a slot after every reserved one."""
+    api.context.clock = SystemClock()
+    wh = api.create_webhook(url=receiver.url("/ok"), events=["*"])
+    set_webhook(api, wh["id"], rate_limit=20.0)
+    for n in range(40):
+        api.publish("item.created", {"n": n})
+    a, b = worker(api, SystemClock(), "a"), worker(api, SystemClock(), "b")
+    db = api.context.db
+    with db.write() as conn:
+        jobs_a = queue.claim(conn, "a", time.time(), 30, 100)  # slots 0 to 1 s from now
+    time.sleep(1.1)  # a stalls: its slots pass, and the rest come due
+    with db.write() as conn:
+        jobs_b = queue.claim(conn, "b", time.time(), 30, 100)  # the next second's slots
+    assert (len(jobs_a), len(jobs_b)) == (21, 19)
+
+    async def deliver_all() -> None:
+        async with a._sender() as sender_a, b._sender() as sender_b:
+            await asyncio.gather(
+                *(a._deliver(sender_a, job) for job in jobs_a),
+                *(b._deliver(sender_b, job) for job in jobs_b),
+            )
+            await a._flush()
+            await b._flush()
+        while len(receiver.requests) < 40:  # the rest, and what a gave back
+            if not await b.run_once():
+                await asyncio.sleep(0.02)
+
+    asyncio.run(asyncio.wait_for(deliver_all(), 20))
+    arrived = receiver.wait_for(40, timeout=5)
+    assert sorted(numbers(receiver)) == list(range(40))  # each once
+    times = [r.at for r in arrived]
+    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert busiest <= 22, busiest  # 20 slots a second, and one at each edge (before: 40)
 
 
 def test_a_workers_own_spacing_follows_the_rate_now_and_waits_at_most_a_second(

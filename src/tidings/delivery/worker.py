@@ -52,6 +52,8 @@ DEEP_CLAIM_INTERVAL_S = 1.0
 # The most a worker spaces two sends to a rate-limited webhook itself (`_spaced`); slower
 # rates are kept by the slots the claim reserves.
 SPACING_CAP_S = 1.0
+# A send to a rate-limited webhook this late for its slot is given back, for a new slot.
+LATE_SLOT_S = 0.05
 WRITE_TURN_POLLS = 20  # x WRITE_TURN_POLL_S: how long a loop claim waits for the write turn
 WRITE_TURN_POLL_S = 0.0005
 RECORD_DELAY_S = 0.02  # how long finished attempts wait for a claim to record them
@@ -121,6 +123,7 @@ class Worker:
         self._secret_cache: dict[tuple[str, str, str | None], list[str]] = {}
         # Per rate-limited webhook, when this worker last sent to it (or will: monotonic).
         self._last_send: dict[str, float] = {}
+        self._given_back: set[str] = set()  # deliveries late for their slot, given back once
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outcomes: list[queue.Outcome] = []
@@ -156,7 +159,11 @@ class Worker:
                 flusher.cancel()
                 await asyncio.gather(flusher, housekeeper, return_exceptions=True)
                 await self._flush()
-        log.info("worker %s stopped", self.worker_id)
+        log.info(
+            "worker %s stopped; %d deliveries were handed over by publishes without a claim",
+            self.worker_id,
+            self.handed_over,
+        )
 
     async def run_once(self) -> int:
         """Claim one batch, deliver it and record it (for tests and the CLI's one-shot)."""
@@ -373,6 +380,9 @@ class Worker:
             await asyncio.sleep(wait)
         rate = webhook.get("rate_limit")
         if rate:
+            late = self.clock.now() - job.not_before
+            if job.not_before and late > LATE_SLOT_S and await self._give_back_late(job, late):
+                return
             await self._spaced(webhook["id"], rate)
         now = self.clock.now()
         body = envelope_json(job.event_type, job.content_json, job.timestamp)
@@ -388,6 +398,33 @@ class Worker:
         response = await sender.post(webhook["url"], body, headers, webhook.get("timeout_s"))
         self._outcomes.append(self._decide(job, webhook["id"], now, headers, response))
         self._outcomes_ready.set()
+
+    async def _give_back_late(self, job: queue.Job, late: float) -> bool:
+        """Give back a delivery whose slot passed while this worker was held up (a stall, a
+        busy machine), so that the next claim reserves it a new one. Slots are reserved for
+        every worker on the webhook's row; sent late, it would land among the slots other
+        workers send in (two workers, one stalled for a second: 40 sends in one second at a
+        rate of 20). Once per delivery: if it comes back late again, it is sent. False when
+        it is to be sent now (that, or the database is unavailable)."""
+        if job.delivery_id in self._given_back:
+            self._given_back.discard(job.delivery_id)
+            return False
+        try:
+            await self._db_call(self._release, [job.delivery_id])
+        except Unavailable:
+            return False
+        if len(self._given_back) >= 10_000:
+            self._given_back.clear()
+        self._given_back.add(job.delivery_id)
+        log.info(
+            "a delivery to a rate-limited webhook was %d ms late for its slot: given back for a"
+            " new one",
+            late * 1000,
+            extra={"delivery_id": job.delivery_id, "webhook_id": _webhook_id(job)},
+        )
+        self._more_due = True
+        self._wake.set()
+        return True
 
     async def _spaced(self, webhook_id: str, rate: float) -> None:
         """At least 1/rate seconds (at most SPACING_CAP_S) after this worker's previous send
