@@ -94,7 +94,7 @@ RetrySchedule = Annotated[
 ]
 Concurrency = Annotated[
     int | None,
-    typer.Option("--worker-concurrency", help="[env: TIDINGS_WORKER_CONCURRENCY; default 64]"),
+    typer.Option("--worker-concurrency", help="[env: TIDINGS_WORKER_CONCURRENCY; default 128]"),
 ]
 Quiet = Annotated[
     bool, typer.Option("--quiet", "-q", help="Print only the new id or key, for scripts.")

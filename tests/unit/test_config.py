@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -302,3 +304,60 @@ def test_key_file_beside_absolute_sqlite_file(tmp_path_factory: pytest.TempPathF
 )
 def test_key_file_without_a_sqlite_file_is_in_cwd(clean_env: Path, url: str) -> None:
     assert Settings(database_url=url).key_file == clean_env.resolve() / "tidings.key"
+
+
+# ------------------------------------------------------------------------ the CLI's help
+
+# DESIGN §5: "Configuration comes from environment variables (and the same names as flags)".
+DESIGN_SETTINGS = (
+    "DATABASE_URL",
+    "OPERATOR_TOKEN",
+    "ENCRYPTION_KEY",
+    "HOST",
+    "PORT",
+    "ALLOW_PRIVATE_TARGETS",
+    "REQUIRE_HTTPS",
+    "SIGNATURE_HEADER",
+    "TIMEOUT_S",
+    "RETRY_SCHEDULE",
+    "WORKER_CONCURRENCY",
+)
+
+
+def _serve_options() -> dict[str, str]:
+    """`tidings serve`'s flags by the TIDINGS_* variable their help names, with that help."""
+    from typer.main import get_command
+
+    from tidings import cli
+
+    command: Any = get_command(cli.app)
+    options: dict[str, str] = {}
+    for param in command.commands["serve"].params:
+        help_text = getattr(param, "help", None) or ""
+        for name in re.findall(r"env: TIDINGS_(\w+)", help_text):
+            options[name] = help_text
+    return options
+
+
+def test_every_design_setting_is_a_setting_and_a_flag_of_serve() -> None:
+    options = _serve_options()
+    for name in DESIGN_SETTINGS:
+        assert name.lower() in Settings.model_fields, name
+        assert name in options, name
+
+
+def test_the_defaults_the_help_gives_are_the_settings_defaults() -> None:
+    defaults = Settings()
+    told = {
+        name: re.search(r"; default ([^\]]+)\]", text) for name, text in _serve_options().items()
+    }
+    checked = 0
+    for name, match in told.items():
+        if match is not None:
+            actual = getattr(defaults, name.lower())
+            assert match.group(1) in (
+                str(actual),
+                f"{actual:g}" if isinstance(actual, float) else "",
+            ), name
+            checked += 1
+    assert checked >= 5
