@@ -404,8 +404,8 @@ class Worker:
         busy machine), so that the next claim reserves it a new one. Slots are reserved for
         every worker on the webhook's row; sent late, it would land among the slots other
         workers send in (two workers, one stalled for a second: 40 sends in one second at a
-        rate of 20). Once per delivery: if it comes back late again, it is sent. False when
-        it is to be sent now (that, or the database is unavailable)."""
+        rate of 20). Once per delivery: if it comes back late again, it is sent. False means
+        send it now: it was given back once already, or the database cannot be reached."""
         if job.delivery_id in self._given_back:
             self._given_back.discard(job.delivery_id)
             return False
