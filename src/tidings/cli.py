@@ -245,7 +245,8 @@ def worker(
     _share_the_gil_quickly()
     db = _open(settings)
     context = build_context(settings, db)
-    the_worker = Worker(db, settings, context.box, context.clock)
+    # Alone in its process, the worker waits for PostgreSQL in its event loop (Worker.db_in_loop).
+    the_worker = Worker(db, settings, context.box, context.clock, db_in_loop=True)
 
     async def run() -> None:
         stop = asyncio.Event()

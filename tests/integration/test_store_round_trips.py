@@ -19,6 +19,7 @@ from tidings.clock import SystemClock
 from tidings.delivery.worker import (
     LEASE_MARGIN_S,
     MAX_WEBHOOK_TIMEOUT_S,
+    SLOW_IN_LOOP_S,
     Worker,
     _durable,
 )
@@ -193,18 +194,45 @@ def test_one_record_starts_the_failing_streaks_of_several_webhooks_at_their_firs
     assert _failing_since(api, healed) is None
 
 
-def test_a_worker_claiming_in_a_thread_takes_a_whole_cap_per_claim(api: Api) -> None:
-    """Half the statements per delivery on PostgreSQL; the lease covers the longer wait."""
+def test_claims_hold_three_caps_on_postgresql_and_two_on_sqlite(api: Api) -> None:
+    """Half the statements per delivery on PostgreSQL, wherever its calls wait (the loop or
+    a thread); the lease covers the longer wait."""
     ctx = api.context
     timeout = max(ctx.settings.timeout_s, MAX_WEBHOOK_TIMEOUT_S)
     in_loop = Worker(ctx.db, ctx.settings, ctx.box, SystemClock(), db_in_loop=True)
     threaded = Worker(ctx.db, ctx.settings, ctx.box, SystemClock(), db_in_loop=False)
     assert in_loop.per_webhook == threaded.per_webhook == 64
-    assert (in_loop._batch_at, in_loop._claim_cap) == (32, 128)
-    assert (threaded._batch_at, threaded._claim_cap) == (64, 192)
-    # A claimed delivery may wait behind two caps of attempts, then make its own.
-    assert in_loop.lease_s == 2 * timeout + LEASE_MARGIN_S
-    assert threaded.lease_s == 3 * timeout + LEASE_MARGIN_S
+    caps = 2 if ctx.db.is_sqlite else 3
+    for worker in (in_loop, threaded):
+        assert (worker._batch_at, worker._claim_cap) == (64 * (caps - 1) // 2, 64 * caps)
+        # A claimed delivery may wait behind the caps' attempts, then make its own.
+        assert worker.lease_s == caps * timeout + LEASE_MARGIN_S
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_worker_waits_for_postgresql_in_its_loop_until_a_call_is_slow(api: Api) -> None:
+    """`tidings worker` makes its PostgreSQL calls in the event loop (no thread, no GIL
+    passing back and forth); one slower than SLOW_IN_LOOP_S sends the later ones to a
+    thread, so that a slow server cannot hold the loop, and the sends on it, every time."""
+    ctx = api.context
+    worker = Worker(ctx.db, ctx.settings, ctx.box, SystemClock(), db_in_loop=True)
+    threads: list[int] = []
+
+    def call(seconds: float) -> int:
+        threads.append(threading.get_ident())
+        with ctx.db.write() as conn:
+            conn.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
+        return 1
+
+    async def calls() -> None:
+        for seconds in (0, 0, SLOW_IN_LOOP_S + 0.05, 0):
+            assert await worker._db_call(call, seconds) == 1
+
+    asyncio.run(calls())
+    loop_thread = threading.get_ident()  # asyncio.run runs its loop in this thread
+    assert threads[:3] == [loop_thread] * 3  # the slow one too: it ran in the loop
+    assert threads[3] != loop_thread
+    assert worker.db_in_loop is False
 
 
 def test_waiting_deliveries_start_past_a_capped_webhook_in_their_order(

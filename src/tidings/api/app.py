@@ -92,7 +92,7 @@ def create_app(
             context.notify = worker.wake
             context.taker = worker.taker
             context.handoff = worker.accept
-            if worker.db_in_loop:  # SQLite: publishes written in the loop too (group_commit)
+            if context.db.is_sqlite:  # publishes written in the loop too (group_commit)
                 context.publishes.write_in_loop(asyncio.get_running_loop())
         try:
             yield

@@ -56,6 +56,9 @@ SPACING_CAP_S = 1.0
 LATE_SLOT_S = 0.05
 WRITE_TURN_POLLS = 20  # x WRITE_TURN_POLL_S: how long a loop claim waits for the write turn
 WRITE_TURN_POLL_S = 0.0005
+# A PostgreSQL call in the loop that takes longer than this sends the worker's calls to a
+# thread from then on (see `_db_call`).
+SLOW_IN_LOOP_S = 0.1
 RECORD_DELAY_S = 0.02  # how long finished attempts wait for a claim to record them
 HOUSEKEEPING_INTERVAL_S = 5.0
 PURGE_INTERVAL_S = 3600.0
@@ -81,7 +84,11 @@ class Worker:
         # Claims and records on SQLite run right in the event loop, pausing it for their
         # millisecond or two: in a thread, the GIL passing back and forth between the two
         # cost more (drain, alternating runs: 290-410 µs of CPU per delivery in the loop
-        # against 360-450 µs in a thread). PostgreSQL waits on the network: a thread.
+        # against 360-450 µs in a thread). On PostgreSQL, `tidings worker` runs them in its
+        # loop too (the pg case, 13 alternating pairs: the two workers' CPU per delivery
+        # 230 against 299 µs, median), and falls back to a thread if PostgreSQL turns slow
+        # (`_db_call`); `tidings serve` keeps a thread, so that its API never waits for
+        # PostgreSQL's round trips.
         self.db_in_loop = db.is_sqlite if db_in_loop is None else db_in_loop
         self.settings = settings
         self.box = box
@@ -97,11 +104,11 @@ class Worker:
         # per webhook up to `_claim_cap` in flight or waiting (below).
         self._ready: collections.deque[queue.Job] = collections.deque()
         # Per webhook, a claim waits for half its cap of room and holds up to two caps (in
-        # flight or waiting). A claim in a thread (PostgreSQL) waits for a whole cap and holds
-        # up to three: twice the rows per claim, so half the statements per delivery
-        # (bench/README.md, session 6). In the event loop (SQLite) a claim that long holds up
-        # the sends meanwhile.
-        caps = 2 if self.db_in_loop else 3
+        # flight or waiting). On PostgreSQL a claim waits for a whole cap and holds up to
+        # three: twice the rows per claim, so half the statements per delivery
+        # (bench/README.md, session 6). On SQLite, whose claims run in the event loop, a
+        # claim that long holds up the sends meanwhile.
+        caps = 2 if db.is_sqlite else 3
         self._batch_at = max(1, min(self.concurrency, self.per_webhook) * (caps - 1) // 2)
         self._claim_cap = caps * self.per_webhook
         # Long enough for a claimed delivery to wait for a slot behind the slowest attempts
@@ -360,12 +367,32 @@ class Worker:
         # the GIL at every statement and held the turn ~3x as long (fanout: 16-23 ms against
         # 5-7 ms in the loop, median), keeping the writer waiting in turn (bench/README.md,
         # session 7). A turn that lasts past the polls is waited for in a thread.
+        if self.db_in_loop and not self.db.is_sqlite:
+            return self._in_loop_while_quick(fn, *args)
         if self.db_in_loop:
             for _ in range(WRITE_TURN_POLLS):
                 if not self.db.write_busy():
                     return fn(*args)
                 await asyncio.sleep(WRITE_TURN_POLL_S)
         return await asyncio.to_thread(fn, *args)
+
+    def _in_loop_while_quick(self, fn: Callable[..., T], *args: Any) -> T:
+        """A PostgreSQL call in the loop; one that took longer than SLOW_IN_LOOP_S (a loaded
+        or distant server, a lock) sends every later call to a thread. The loop stands still
+        while it waits: the sends meanwhile are only read afterwards, and an attempt whose
+        timeout passed in that time counts as timed out."""
+        started = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            took = time.perf_counter() - started
+            if took > SLOW_IN_LOOP_S:
+                self.db_in_loop = False
+                log.warning(
+                    "a database call took %.2f s; this worker waits for PostgreSQL in a thread"
+                    " from now on",
+                    took,
+                )
 
     # -- one delivery ------------------------------------------------------------------
 
