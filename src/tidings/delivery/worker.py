@@ -360,16 +360,17 @@ class Worker:
             raise
 
     async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
-        """A claim or a record: in the loop (SQLite) or in a thread (see `db_in_loop`)."""
-        # In `serve`, the publish writer thread may hold SQLite's write turn. Its turns are
-        # short: wait a little, without stopping the loop (and every request on it), then
-        # take the turn in the loop. A thread waiting for it instead then fought the loop for
-        # the GIL at every statement and held the turn ~3x as long (fanout: 16-23 ms against
-        # 5-7 ms in the loop, median), keeping the writer waiting in turn (bench/README.md,
-        # session 7). A turn that lasts past the polls is waited for in a thread.
+        """A claim, a record or a give-back: in the loop or in a thread (see `db_in_loop`)."""
         if self.db_in_loop and not self.db.is_sqlite:
             return self._in_loop_while_quick(fn, *args)
         if self.db_in_loop:
+            # In `serve`, the publish writer thread may hold SQLite's write turn. Its turns
+            # are short: wait a little, without stopping the loop (and every request on it),
+            # then take the turn in the loop. A thread waiting for it instead then fought the
+            # loop for the GIL at every statement and held the turn ~3x as long (fanout:
+            # 16-23 ms against 5-7 ms in the loop, median), keeping the writer waiting in turn
+            # (bench/README.md, session 7). A turn that lasts past the polls is waited for in
+            # a thread.
             for _ in range(WRITE_TURN_POLLS):
                 if not self.db.write_busy():
                     return fn(*args)
@@ -449,8 +450,7 @@ class Worker:
             late * 1000,
             extra={"delivery_id": job.delivery_id, "webhook_id": _webhook_id(job)},
         )
-        self._more_due = True
-        self._wake.set()
+        self._wake.set()  # the claim loop looks again at once
         return True
 
     async def _spaced(self, webhook_id: str, rate: float) -> None:
