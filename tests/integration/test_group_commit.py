@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from tidings.api.app import create_app
 from tidings.delivery.worker import Worker
@@ -205,6 +205,83 @@ def test_in_its_own_loop_what_is_submitted_together_is_one_batch_written_in_the_
     assert writers == [threading.main_thread().name, "writer"]
     assert committer.batches == 2
     assert _count(api.context.db, events_table) == 43
+
+
+@SQLITE_ONLY
+def test_in_its_loop_a_batch_commits_in_a_thread_while_the_next_gathers(api: Api) -> None:
+    """The loop runs a batch's statements, not its COMMIT: while that runs in a thread, the
+    loop goes on, and what is submitted meanwhile is written as the next batch."""
+    api.create_webhook(events=["item.created"])
+    db = api.context.db
+    writers: list[str] = []
+    committer = _recording_committer(db, writers)
+    committing: list[str] = []
+    started, proceed = threading.Event(), threading.Event()
+
+    def on_commit(_conn: Any) -> None:
+        committing.append(threading.current_thread().name)
+        started.set()
+        proceed.wait(10)
+
+    def request(n: int) -> PublishRequest:
+        return PublishRequest(api.app_id, "item.created", {"n": n}, None, "h")
+
+    async def run() -> list[Any]:
+        committer.write_in_loop(asyncio.get_running_loop())
+        first = asyncio.create_task(committer.submit(request(0)))
+        await asyncio.to_thread(started.wait, 10)  # the first batch is committing
+        assert not first.done()
+        later = [asyncio.create_task(committer.submit(request(n))) for n in (1, 2)]
+        for _ in range(3):  # the loop turns meanwhile
+            await asyncio.sleep(0)
+        assert writers == [threading.main_thread().name]  # the next batch waits its turn
+        proceed.set()
+        results = [await asyncio.wait_for(t, 10) for t in (first, *later)]
+        await committer.finish_in_loop()
+        return results
+
+    event.listen(db.engine, "commit", on_commit)
+    try:
+        results = asyncio.run(run())
+    finally:
+        proceed.set()
+        event.remove(db.engine, "commit", on_commit)
+        committer.close()
+    assert [r.event["content"]["n"] for r in results] == [0, 1, 2]
+    assert writers == [threading.main_thread().name] * 2  # statements: in the loop, twice
+    assert len(committing) == 2
+    assert threading.main_thread().name not in committing  # COMMITs: in threads
+    assert committer.batches == 2
+    assert _count(db, events_table) == 3
+
+
+@SQLITE_ONLY
+def test_in_its_loop_a_failed_batch_is_rolled_back_and_each_request_written_alone(
+    api: Api,
+) -> None:
+    api.create_webhook(events=["item.created"])
+    db = api.context.db
+
+    def write_many(conn: Any, requests: Any) -> Any:
+        events.publish_many(conn, requests, time.time())  # written, then undone
+        raise Conflict("another request took that key first")
+
+    committer = GroupCommit(db, write_many, lambda conn, r: events.publish(conn, r, time.time()))
+    requests = [PublishRequest(api.app_id, "item.created", {"n": n}, None, "h") for n in range(3)]
+
+    async def run() -> list[Any]:
+        committer.write_in_loop(asyncio.get_running_loop())
+        results = await _submit_all(committer, requests)
+        await committer.finish_in_loop()
+        return results
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        committer.close()
+    assert [r.event["content"]["n"] for r in results] == [0, 1, 2]
+    assert committer.batches == 3  # each alone, after the shared one was rolled back
+    assert _count(db, events_table) == 3
 
 
 @SQLITE_ONLY

@@ -100,7 +100,7 @@ def create_app(
             stop.set()
             if task is not None:
                 await task
-            context.publishes.write_in_loop(None)
+            await context.publishes.finish_in_loop()
             await asyncio.to_thread(context.publishes.close)
             context.db.dispose()
 

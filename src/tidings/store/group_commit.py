@@ -14,15 +14,17 @@ same unique key first), each request of that batch is retried alone with `write_
 one request cannot fail its neighbours; an unavailable database fails the whole batch.
 
 In `tidings serve` on SQLite (`write_in_loop`), the requests of one event loop are written in
-that loop instead: those submitted before the loop comes round again are one batch, written
-by a callback, and the thread is used only when another thread holds the write turn. The
-driver lets go of the GIL around every step of SQLite, so a writer thread beside a busy loop
+that loop instead, by one task: those submitted before the loop comes round again are one
+batch, and the thread is used only when another thread holds the write turn. The driver
+lets go of the GIL around every step of SQLite, so a writer thread beside a busy loop
 waited for the GIL back at each of the ~10 steps of a batch (a batch of 14-17 publishes took
 5.0 ms there, against 1.35 ms for 28 in `tidings api`), and every hand-over of the GIL cost
 a context switch. Without it, `serve` used 2-25% less CPU per e2e delivery (set against
 the ceiling's, seven alternating pairs, each lower; fanout: lower in four pairs of six;
-bench/README.md, session 8). The loop is stopped for the ~1 ms a batch takes, as it
-already was for the worker's claims and records.
+bench/README.md, session 8). The loop runs a batch's statements; its COMMIT, one step
+that needs no GIL, runs in a thread (`Database.write_committed_in_thread`), and the
+requests that come meanwhile are the next batch: e2e and fanout delivered ~10% more per
+second (ten alternating pairs, eight better in each; bench/README.md, session 12).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class GroupCommit(Generic[T, R]):
         self._start_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # see `write_in_loop`
         self._gathered: list[_Pending[T, R]] = []  # submitted in that loop, not yet written
+        self._loop_writer: asyncio.Task[None] | None = None  # writes them, while there are
 
     def write_in_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """Write what is submitted in `loop` in that loop, rather than in the writer thread
@@ -97,8 +100,8 @@ class GroupCommit(Generic[T, R]):
         pending: _Pending[T, R] = _Pending(item, loop, loop.create_future())
         if loop is self._loop:
             self._gathered.append(pending)
-            if len(self._gathered) == 1:
-                loop.call_soon(self._write_gathered)
+            if self._loop_writer is None:  # it starts after this turn of the loop
+                self._loop_writer = loop.create_task(self._write_gathered())
         else:
             self._to_thread(pending)
         return await pending.future
@@ -107,19 +110,32 @@ class GroupCommit(Generic[T, R]):
         self._ensure_started()
         self._queue.put(pending)
 
-    def _write_gathered(self) -> None:
-        """In the loop: write what its requests submitted since the last time, as one batch
-        (or several of `max_batch`). While another thread of this process holds the write
-        turn, the writer thread waits for it instead of the loop. (Another process holding
-        SQLite's lock is waited for here, up to the busy timeout, as the worker's claims do.)"""
-        batch, self._gathered = self._gathered, []
-        if self.db.write_busy():
-            for pending in batch:
-                self._to_thread(pending)
-            return
-        for start in range(0, len(batch), self.max_batch):
-            part = batch[start : start + self.max_batch]
-            _settle(list(zip(part, self._write(part), strict=True)), self.committed)
+    async def _write_gathered(self) -> None:
+        """In the loop: write what its requests submitted since the last batch, as one batch
+        (or several of `max_batch`), until none is left. While another thread of this
+        process holds the write turn, the writer thread waits for it instead of the loop.
+        (Another process holding SQLite's lock is waited for here, up to the busy timeout,
+        as the worker's claims do.)"""
+        try:
+            while self._gathered:
+                batch, self._gathered = self._gathered, []
+                if self.db.write_busy():
+                    for pending in batch:
+                        self._to_thread(pending)
+                    continue
+                for start in range(0, len(batch), self.max_batch):
+                    part = batch[start : start + self.max_batch]
+                    results = await self._write_committed_in_thread(part)
+                    _settle(list(zip(part, results, strict=True)), self.committed)
+        finally:
+            self._loop_writer = None
+
+    async def finish_in_loop(self) -> None:
+        """Stop writing in the loop (see `write_in_loop`), once what it gathered is written."""
+        self._loop = None
+        writer = self._loop_writer
+        if writer is not None:
+            await asyncio.shield(writer)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Write what was submitted, then stop the thread (a later `submit` starts another)."""
@@ -161,13 +177,29 @@ class GroupCommit(Generic[T, R]):
                 results = self.write_many(conn, items)
             self.batches += 1
             return results
-        except (Conflict, InvalidInput) as exc:
-            if len(batch) == 1:
+        except Exception as exc:
+            return self._failed(items, exc)
+
+    async def _write_committed_in_thread(
+        self, batch: list[_Pending[T, R]]
+    ) -> Sequence[R | BaseException]:
+        """`_write`, in the loop but for the COMMIT."""
+        items = [p.item for p in batch]
+        try:
+            async with self.db.write_committed_in_thread() as conn:
+                results = self.write_many(conn, items)
+            self.batches += 1
+            return results
+        except Exception as exc:
+            return self._failed(items, exc)
+
+    def _failed(self, items: list[T], exc: Exception) -> Sequence[R | BaseException]:
+        if isinstance(exc, Conflict | InvalidInput):
+            if len(items) == 1:
                 return [exc]
-            log.info("a batch of %d writes failed (%s); writing each alone", len(batch), exc)
+            log.info("a batch of %d writes failed (%s); writing each alone", len(items), exc)
             return [self._write_alone(item) for item in items]
-        except Exception as exc:  # the database is unavailable, or a bug: answer everyone
-            return [exc] * len(batch)
+        return [exc] * len(items)  # the database is unavailable, or a bug: answer everyone
 
     def _write_alone(self, item: T) -> R | BaseException:
         try:
