@@ -23,8 +23,8 @@ a context switch. Without it, `serve` used 2-25% less CPU per e2e delivery (set 
 the ceiling's, seven alternating pairs, each lower; fanout: lower in four pairs of six;
 bench/README.md, session 8). The loop runs a batch's statements; its COMMIT, one step
 that needs no GIL, runs in a thread (`Database.write_committed_in_thread`), and the
-requests that come meanwhile are the next batch: e2e and fanout delivered ~10% more per
-second (ten alternating pairs, eight better in each; bench/README.md, session 12).
+requests that come meanwhile are the next batch: e2e's median ratio rose 9-17% in two
+series of ten alternating pairs, better in 14 of 20 (bench/README.md, session 12).
 """
 
 from __future__ import annotations
