@@ -132,7 +132,7 @@ class GroupCommit(Generic[T, R]):
 
     async def finish_in_loop(self) -> None:
         """Stop writing in the loop (see `write_in_loop`), once what it gathered is written."""
-        self._loop = None
+        self.write_in_loop(None)
         writer = self._loop_writer
         if writer is not None:
             await asyncio.shield(writer)
