@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import httpx2 as httpx
 import pytest
@@ -22,6 +23,8 @@ from tidings.store.tables import deliveries
 from tidings.store.tables import events as events_table
 
 from .conftest import Api
+
+T = TypeVar("T")
 
 
 def _committer(db: Database) -> GroupCommit[PublishRequest, events.Accepted]:
@@ -180,6 +183,35 @@ def _recording_committer(
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
+class _FirstCommitHeld:
+    """Notes the thread of every COMMIT of `db`, and holds the first until `proceed`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.threads: list[str] = []
+        self.started, self.proceed = threading.Event(), threading.Event()
+
+    def _on_commit(self, _conn: Any) -> None:
+        self.threads.append(threading.current_thread().name)
+        if len(self.threads) == 1:
+            self.started.set()
+            self.proceed.wait(10)
+
+    def run(
+        self,
+        committer: GroupCommit[PublishRequest, events.Accepted],
+        main: Callable[[], Coroutine[Any, Any, T]],
+    ) -> T:
+        """`main()` in a new loop; then `proceed` is set and the committer closed."""
+        event.listen(self.db.engine, "commit", self._on_commit)
+        try:
+            return asyncio.run(main())
+        finally:
+            self.proceed.set()
+            event.remove(self.db.engine, "commit", self._on_commit)
+            committer.close()
+
+
 @SQLITE_ONLY
 def test_in_its_own_loop_what_is_submitted_together_is_one_batch_written_in_the_loop(
     api: Api,
@@ -215,13 +247,7 @@ def test_in_its_loop_a_batch_commits_in_a_thread_while_the_next_gathers(api: Api
     db = api.context.db
     writers: list[str] = []
     committer = _recording_committer(db, writers)
-    committing: list[str] = []
-    started, proceed = threading.Event(), threading.Event()
-
-    def on_commit(_conn: Any) -> None:
-        committing.append(threading.current_thread().name)
-        started.set()
-        proceed.wait(10)
+    held = _FirstCommitHeld(db)
 
     def request(n: int) -> PublishRequest:
         return PublishRequest(api.app_id, "item.created", {"n": n}, None, "h")
@@ -229,28 +255,22 @@ def test_in_its_loop_a_batch_commits_in_a_thread_while_the_next_gathers(api: Api
     async def run() -> list[Any]:
         committer.write_in_loop(asyncio.get_running_loop())
         first = asyncio.create_task(committer.submit(request(0)))
-        await asyncio.to_thread(started.wait, 10)  # the first batch is committing
+        await asyncio.to_thread(held.started.wait, 10)  # the first batch is committing
         assert not first.done()
         later = [asyncio.create_task(committer.submit(request(n))) for n in (1, 2)]
         for _ in range(3):  # the loop turns meanwhile
             await asyncio.sleep(0)
         assert writers == [threading.main_thread().name]  # the next batch waits its turn
-        proceed.set()
+        held.proceed.set()
         results = [await asyncio.wait_for(t, 10) for t in (first, *later)]
         await committer.finish_in_loop()
         return results
 
-    event.listen(db.engine, "commit", on_commit)
-    try:
-        results = asyncio.run(run())
-    finally:
-        proceed.set()
-        event.remove(db.engine, "commit", on_commit)
-        committer.close()
+    results = held.run(committer, run)
     assert [r.event["content"]["n"] for r in results] == [0, 1, 2]
     assert writers == [threading.main_thread().name] * 2  # statements: in the loop, twice
-    assert len(committing) == 2
-    assert threading.main_thread().name not in committing  # COMMITs: in threads
+    assert len(held.threads) == 2
+    assert threading.main_thread().name not in held.threads  # COMMITs: in threads
     assert committer.batches == 2
     assert _count(db, events_table) == 3
 
@@ -285,9 +305,11 @@ def test_in_its_loop_a_failed_batch_is_rolled_back_and_each_request_written_alon
 
 
 @SQLITE_ONLY
-def test_in_its_loop_a_batch_waits_in_the_thread_while_another_thread_writes(api: Api) -> None:
-    """The loop is never stopped by a write turn another thread holds: that batch goes to
-    the writer thread, which waits for the turn."""
+def test_in_its_loop_a_batch_waits_for_another_threads_write_without_stopping(
+    api: Api,
+) -> None:
+    """The loop is never stopped by a write turn another thread holds: the batch waits for
+    it while the loop goes on, then is written in the loop."""
     api.create_webhook(events=["item.created"])
     db = api.context.db
     writers: list[str] = []
@@ -322,7 +344,49 @@ def test_in_its_loop_a_batch_waits_in_the_thread_while_another_thread_writes(api
         committer.close()
     assert isinstance(accepted, events.Accepted) and accepted.created
     assert ticking < 5
-    assert writers == ["writer"]
+    assert writers == [threading.main_thread().name]
+    assert _count(db, events_table) == 1
+
+
+@SQLITE_ONLY
+def test_in_serves_loop_a_publish_batch_waits_for_the_workers_commit_in_the_loop(
+    api: Api,
+) -> None:
+    """The worker's claims and records commit in a thread too (`Worker._db_write`); a
+    publish batch that comes meanwhile waits for its turn in the loop, not in a thread, and
+    the loop goes on."""
+    api.create_webhook(events=["item.created"])
+    ctx = api.context
+    db = ctx.db
+    worker = Worker(db, ctx.settings, ctx.box, ctx.clock)
+    writers: list[str] = []
+    committer = _recording_committer(db, writers)
+    held = _FirstCommitHeld(db)  # the worker's: held until the publish has come
+
+    async def run() -> Any:
+        committer.write_in_loop(asyncio.get_running_loop())
+        record = asyncio.create_task(
+            worker._db_write(lambda conn: conn.exec_driver_sql("SELECT 1"))
+        )
+        await asyncio.to_thread(held.started.wait, 10)  # the worker's transaction is committing
+        publish = asyncio.create_task(
+            committer.submit(PublishRequest(api.app_id, "item.created", {}, None, "h"))
+        )
+        for _ in range(5):  # the loop turns meanwhile
+            await asyncio.sleep(0.001)
+        assert not record.done() and not publish.done()
+        assert writers == []  # the publish batch waits for its turn
+        held.proceed.set()
+        await asyncio.wait_for(record, 10)
+        accepted = await asyncio.wait_for(publish, 10)
+        await committer.finish_in_loop()
+        return accepted
+
+    accepted = held.run(committer, run)
+    assert isinstance(accepted, events.Accepted) and accepted.created
+    assert writers == [threading.main_thread().name]  # written in the loop, after its turn
+    assert committer._thread is None  # the writer thread never started
+    assert len(held.threads) == 2 and threading.main_thread().name not in held.threads
     assert _count(db, events_table) == 1
 
 

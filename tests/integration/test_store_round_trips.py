@@ -7,13 +7,14 @@ per claim, and deliveries waiting in a worker start past a webhook at its cap.""
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import Connection, event, select, text, update
 
 from tidings.clock import SystemClock
 from tidings.delivery.worker import (
@@ -218,15 +219,14 @@ def test_a_worker_waits_for_postgresql_in_its_loop_until_a_call_is_slow(api: Api
     worker = Worker(ctx.db, ctx.settings, ctx.box, SystemClock(), db_in_loop=True)
     threads: list[int] = []
 
-    def call(seconds: float) -> int:
+    def call(seconds: float, conn: Connection) -> int:
         threads.append(threading.get_ident())
-        with ctx.db.write() as conn:
-            conn.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
+        conn.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
         return 1
 
     async def calls() -> None:
         for seconds in (0, 0, SLOW_IN_LOOP_S + 0.05, 0):
-            assert await worker._db_call(call, seconds) == 1
+            assert await worker._db_write(functools.partial(call, seconds)) == 1
 
     asyncio.run(calls())
     loop_thread = threading.get_ident()  # asyncio.run runs its loop in this thread
@@ -276,36 +276,83 @@ def test_waiting_deliveries_start_past_a_capped_webhook_in_their_order(
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize(("writer_holds_s", "in_loop"), [(0.002, True), (0.25, False)])
-def test_a_claim_in_the_loop_waits_for_the_publish_writers_turn_for_a_while(
-    api: Api, tmp_path: Path, writer_holds_s: float, in_loop: bool
+def test_a_claim_in_the_loop_waits_for_a_threads_write_turn_without_stopping_the_loop(
+    api: Api, tmp_path: Path
 ) -> None:
     """In `serve`, a claim or record that waited for the write turn in a thread held it ~3x
     as long as in the loop (it fought the loop for the GIL at every statement): the loop
-    waits for a short turn (WRITE_TURN_POLLS x WRITE_TURN_POLL_S, 10 ms or more), and takes
-    a thread only when the turn lasts."""
+    waits for a turn that a thread holds, however long, without stopping, then runs the
+    statements itself and the COMMIT in a thread."""
     settings = make_settings(f"sqlite:///{tmp_path / 'turn.db'}")
     db = Database.from_settings(settings)
     worker = Worker(db, settings, api.context.box, SystemClock())
     assert worker.db_in_loop
     held, release = threading.Event(), threading.Event()
+    committed_in: list[str] = []
 
-    def publish_writer() -> None:
+    def on_commit(_conn: Any) -> None:
+        committed_in.append(threading.current_thread().name)
+
+    def other_writer() -> None:
         with db.write():
             held.set()
             release.wait(5)
 
-    async def claim_meanwhile() -> threading.Thread:
-        asyncio.get_running_loop().call_later(writer_holds_s, release.set)
-        return await worker._db_call(threading.current_thread)
+    async def claim_meanwhile() -> tuple[threading.Thread, int]:
+        claim = asyncio.create_task(worker._db_write(lambda _conn: threading.current_thread()))
+        ticks = 0
+        for _ in range(25):  # 0.25 s: the loop goes on while the claim waits
+            await asyncio.sleep(0.01)
+            ticks += 1
+            assert not claim.done()
+        release.set()
+        return await asyncio.wait_for(claim, 5), ticks
 
-    writer = threading.Thread(target=publish_writer)
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    event.listen(db.engine, "commit", on_commit)
+    try:
+        assert held.wait(5)
+        ran_in, ticks = asyncio.run(claim_meanwhile())
+    finally:
+        release.set()
+        writer.join(5)
+        event.remove(db.engine, "commit", on_commit)
+        db.dispose()
+    assert ran_in is threading.main_thread()  # the statements: in the loop
+    assert ticks == 25
+    claims = [name for name in committed_in if name != writer.name]  # not the other writer's
+    assert len(claims) == 1 and claims[0] != threading.main_thread().name  # COMMIT: a thread
+
+
+def test_a_loop_writer_gives_up_after_the_busy_timeout(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread that keeps the write turn past SQLite's busy timeout makes the loop's
+    writer fail with Unavailable (a 503, or the worker's later retry), as a thread would."""
+    monkeypatch.setattr(db_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    db = Database.from_settings(make_settings(f"sqlite:///{tmp_path / 'busy.db'}"))
+    held, release = threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        with db.write():
+            held.set()
+            release.wait(5)
+
+    async def write() -> None:
+        async with db.write_committed_in_thread():
+            pass
+
+    writer = threading.Thread(target=other_writer)
     writer.start()
     try:
         assert held.wait(5)
-        ran_in = asyncio.run(claim_meanwhile())
+        with pytest.raises(Unavailable):
+            asyncio.run(write())
+        release.set()
+        writer.join(5)
+        asyncio.run(write())  # the turn is free again: nothing was left held
     finally:
         release.set()
         writer.join(5)
         db.dispose()
-    assert (ran_in is threading.main_thread()) is in_loop

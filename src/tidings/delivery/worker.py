@@ -54,10 +54,8 @@ DEEP_CLAIM_INTERVAL_S = 1.0
 SPACING_CAP_S = 1.0
 # A send to a rate-limited webhook this late for its slot is given back, for a new slot.
 LATE_SLOT_S = 0.05
-WRITE_TURN_POLLS = 20  # x WRITE_TURN_POLL_S: how long a loop claim waits for the write turn
-WRITE_TURN_POLL_S = 0.0005
 # A PostgreSQL call in the loop that takes longer than this sends the worker's calls to a
-# thread from then on (see `_db_call`).
+# thread from then on (see `_db_write`).
 SLOW_IN_LOOP_S = 0.1
 RECORD_DELAY_S = 0.02  # how long finished attempts wait for a claim to record them
 HOUSEKEEPING_INTERVAL_S = 5.0
@@ -87,7 +85,7 @@ class Worker:
         # against 360-450 µs in a thread). On PostgreSQL, `tidings worker` runs them in its
         # loop too (the pg case, 13 alternating pairs: the two workers' CPU per delivery
         # 230 against 299 µs, median), and falls back to a thread if PostgreSQL turns slow
-        # (`_db_call`); `tidings serve` keeps a thread, so that its API never waits for
+        # (`_db_write`); `tidings serve` keeps a thread, so that its API never waits for
         # PostgreSQL's round trips.
         self.db_in_loop = db.is_sqlite if db_in_loop is None else db_in_loop
         self.settings = settings
@@ -337,45 +335,49 @@ class Worker:
         outcomes, self._outcomes = self._outcomes, []
         durable = _durable(outcomes)
 
-        def claim() -> list[queue.Job]:
-            with self.db.write(durable=durable) as conn:
-                if outcomes:
-                    self._record_in(conn, outcomes, self.clock.now())
-                return queue.claim(
-                    conn,
-                    self.worker_id,
-                    self.clock.now(),
-                    self.lease_s,
-                    limit,
-                    busy=held,
-                    per_webhook=self._claim_cap,
-                    deep=deep,
-                    kept_webhooks=self._kept_webhooks,
-                )
+        def claim(conn: Connection) -> list[queue.Job]:
+            if outcomes:
+                self._record_in(outcomes, self.clock.now(), conn)
+            return queue.claim(
+                conn,
+                self.worker_id,
+                self.clock.now(),
+                self.lease_s,
+                limit,
+                busy=held,
+                per_webhook=self._claim_cap,
+                deep=deep,
+                kept_webhooks=self._kept_webhooks,
+            )
 
         try:
-            return await self._db_call(claim)
+            return await self._db_write(claim, durable=durable)
         except BaseException:
             self._outcomes[:0] = outcomes  # not recorded: keep them for the next try
             raise
 
-    async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
-        """A claim, a record or a give-back: in the loop or in a thread (see `db_in_loop`)."""
-        if self.db_in_loop and not self.db.is_sqlite:
-            return self._in_loop_while_quick(fn, *args)
+    async def _db_write(self, body: Callable[[Connection], T], *, durable: bool = True) -> T:
+        """A claim, a record or a give-back (`body`, in one write transaction): in the loop
+        or in a thread (see `db_in_loop`).
+
+        On SQLite in the loop, the loop runs the statements and a thread the COMMIT
+        (`Database.write_committed_in_thread`): the loop sends meanwhile. In `serve` the
+        loop's publish batches take their turns with these, in the loop; a thread holding
+        SQLite's write turn is waited for without stopping the loop. (A claim or record that
+        waited for the turn in a thread, statements and all, fought the loop for the GIL at
+        every statement and held the turn ~3x as long: fanout, 16-23 ms against 5-7 ms in
+        the loop, median; bench/README.md, session 7.)"""
+        if self.db_in_loop and self.db.is_sqlite:
+            async with self.db.write_committed_in_thread(durable=durable) as conn:
+                return body(conn)
+
+        def write() -> T:
+            with self.db.write(durable=durable) as conn:
+                return body(conn)
+
         if self.db_in_loop:
-            # In `serve`, the publish writer thread may hold SQLite's write turn. Its turns
-            # are short: wait a little, without stopping the loop (and every request on it),
-            # then take the turn in the loop. A thread waiting for it instead then fought the
-            # loop for the GIL at every statement and held the turn ~3x as long (fanout:
-            # 16-23 ms against 5-7 ms in the loop, median), keeping the writer waiting in turn
-            # (bench/README.md, session 7). A turn that lasts past the polls is waited for in
-            # a thread.
-            for _ in range(WRITE_TURN_POLLS):
-                if not self.db.write_busy():
-                    return fn(*args)
-                await asyncio.sleep(WRITE_TURN_POLL_S)
-        return await asyncio.to_thread(fn, *args)
+            return self._in_loop_while_quick(write)
+        return await asyncio.to_thread(write)
 
     def _in_loop_while_quick(self, fn: Callable[..., T], *args: Any) -> T:
         """A PostgreSQL call in the loop; one that took longer than SLOW_IN_LOOP_S (a loaded
@@ -438,7 +440,7 @@ class Worker:
             self._given_back.discard(job.delivery_id)
             return False
         try:
-            await self._db_call(self._release, [job.delivery_id])
+            await self._db_write(functools.partial(self._release_in, [job.delivery_id]))
         except Unavailable:
             return False
         if len(self._given_back) >= 10_000:
@@ -559,16 +561,15 @@ class Worker:
         if not batch:
             return
         try:
-            await self._db_call(self._record, batch)
+            await self._db_write(
+                functools.partial(self._record_in, batch, None), durable=_durable(batch)
+            )
         except BaseException:
             self._outcomes[:0] = batch  # keep them for the next try
             raise
 
-    def _record(self, batch: list[queue.Outcome]) -> None:
-        with self.db.write(durable=_durable(batch)) as conn:
-            self._record_in(conn, batch, self.clock.now())
-
-    def _record_in(self, conn: Connection, batch: list[queue.Outcome], now: float) -> None:
+    def _record_in(self, batch: list[queue.Outcome], now: float | None, conn: Connection) -> None:
+        now = self.clock.now() if now is None else now
         queue.record(conn, self.worker_id, batch, now, kept_webhooks=self._kept_webhooks)
         for outcome in batch:
             if outcome.status_code == 410:
@@ -632,7 +633,10 @@ class Worker:
 
     def _release(self, delivery_ids: list[str]) -> None:
         with self.db.write() as conn:
-            queue.release(conn, self.worker_id, delivery_ids, self.clock.now())
+            self._release_in(delivery_ids, conn)
+
+    def _release_in(self, delivery_ids: list[str], conn: Connection) -> None:
+        queue.release(conn, self.worker_id, delivery_ids, self.clock.now())
 
 
 class _Taker:

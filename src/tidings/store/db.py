@@ -9,11 +9,13 @@ characters in text) `InvalidInput`, a locked or unreachable database `Unavailabl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import sys
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -50,6 +52,13 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 PING_AFTER_IDLE_S = 1.0
 # Key in a pooled connection's `info`: its session's synchronous_commit as `write` left it.
 _SYNC_COMMIT = "tidings_synchronous_commit"
+# How a writer in an event loop waits for SQLite's write turn while a thread holds it (see
+# `Database.write_committed_in_thread`): WRITE_TURN_QUICK_POLLS tries WRITE_TURN_POLL_S
+# apart (a publish batch or a worker's transaction takes a few milliseconds), then
+# WRITE_TURN_SLOW_POLL_S apart.
+WRITE_TURN_POLL_S = 0.0005
+WRITE_TURN_QUICK_POLLS = 20
+WRITE_TURN_SLOW_POLL_S = 0.005
 
 
 def make_engine(url: str, *, prepared_statements: bool = True) -> Engine:
@@ -150,6 +159,9 @@ class Database:
         # file over at once; left to SQLite's busy handler they poll and sleep (measured: most
         # of a publish's time under load was spent there).
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._loop_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @classmethod
     def from_url(cls, url: str, *, prepared_statements: bool = True) -> Database:
@@ -171,7 +183,13 @@ class Database:
         """A write transaction. `durable=False` (PostgreSQL) commits without waiting for the
         WAL flush: for a worker's claims and records only, whose loss in a server crash
         means a delivery sent again (at-least-once), never a lost event."""
-        with self._writer(), translate_errors(), self.engine.connect() as conn:
+        with self._writer(), self._transaction(durable) as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self, durable: bool) -> Iterator[Connection]:
+        """`write()` once the write turn is held."""
+        with translate_errors(), self.engine.connect() as conn:
             conn = conn.execution_options(tidings_write=True)
             if self.is_sqlite:
                 with conn.begin():
@@ -196,27 +214,80 @@ class Database:
                 raise
 
     @asynccontextmanager
-    async def write_committed_in_thread(self) -> AsyncIterator[Connection]:
+    async def write_committed_in_thread(self, *, durable: bool = True) -> AsyncIterator[Connection]:
         """`write()` for a caller in an event loop: the statements run in the loop, and the
         end of the transaction (the COMMIT, which on SQLite writes the WAL and now and then
         checkpoints it, and the connection's return to the pool) in a thread, so that the
         loop goes on meanwhile. The driver lets go of the GIL for the whole COMMIT, which is
         ~300 us of a SQLite publish batch: on the other core rather than the loop's
-        (bench/README.md, session 12). The write turn is held until the COMMIT is done."""
-        manager = self.write()
-        conn = manager.__enter__()
-        try:
-            yield conn
-        except BaseException as exc:  # rolled back here, at once
-            if not manager.__exit__(type(exc), exc, exc.__traceback__):
+        (bench/README.md, session 12).
+
+        The loop is never stopped to wait for the write turn: its writers (in `serve`, the
+        publish batches and the worker's claims and records) take turns among themselves in
+        the loop, and the one whose turn it is waits for a thread holding the write turn
+        (an API request, housekeeping) by trying again every WRITE_TURN_POLL_S, then every
+        WRITE_TURN_SLOW_POLL_S, up to the busy timeout. The write turn is held until the
+        COMMIT is done."""
+        async with self._loop_turn():
+            await self._write_turn_in_loop()
+            try:
+                manager = self._transaction(durable)
+                conn = manager.__enter__()
+            except BaseException:
+                self._give_back_turn()
                 raise
+            try:
+                yield conn
+            except BaseException as exc:  # rolled back here, at once
+                try:
+                    suppressed = manager.__exit__(type(exc), exc, exc.__traceback__)
+                finally:
+                    self._give_back_turn()
+                if not suppressed:
+                    raise
+                return
+
+            def end() -> None:
+                try:
+                    manager.__exit__(None, None, None)
+                finally:
+                    self._give_back_turn()
+
+            ending = asyncio.ensure_future(asyncio.to_thread(end))
+            try:
+                await asyncio.shield(ending)
+            except asyncio.CancelledError:
+                await ending  # the connection and the write turn are given back either way
+                raise
+
+    def _loop_turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The running loop's own turn among its writers on SQLite (see
+        `write_committed_in_thread`); PostgreSQL takes many writers at once."""
+        if self._write_lock is None:
+            return contextlib.nullcontext()
+        loop = asyncio.get_running_loop()
+        turn = self._loop_turns.get(loop)
+        if turn is None:
+            turn = self._loop_turns[loop] = asyncio.Lock()
+        return turn
+
+    async def _write_turn_in_loop(self) -> None:
+        lock = self._write_lock
+        if lock is None:
             return
-        ending = asyncio.ensure_future(asyncio.to_thread(manager.__exit__, None, None, None))
-        try:
-            await asyncio.shield(ending)
-        except asyncio.CancelledError:
-            await ending  # the connection and the write turn are given back either way
-            raise
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        polls = 0
+        while not lock.acquire(blocking=False):
+            if time.monotonic() >= deadline:
+                raise Unavailable("the database is busy; try again shortly", retry_after=1)
+            polls += 1
+            await asyncio.sleep(
+                WRITE_TURN_POLL_S if polls <= WRITE_TURN_QUICK_POLLS else WRITE_TURN_SLOW_POLL_S
+            )
+
+    def _give_back_turn(self) -> None:
+        if self._write_lock is not None:
+            self._write_lock.release()
 
     @contextmanager
     def _writer(self) -> Iterator[None]:
@@ -229,10 +300,6 @@ class Database:
             yield
         finally:
             self._write_lock.release()
-
-    def write_busy(self) -> bool:
-        """Whether another thread of this process holds SQLite's write turn right now."""
-        return self._write_lock is not None and self._write_lock.locked()
 
     def ping(self) -> bool:
         try:
