@@ -10,16 +10,16 @@ from typing import Any, TypeVar
 
 import httpx2 as httpx
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, insert, select
 
 from tidings.api.app import create_app
 from tidings.delivery.worker import Worker
 from tidings.errors import Conflict, InvalidInput, NotFound, Unavailable
 from tidings.store import events
-from tidings.store.db import Database
+from tidings.store.db import Database, at_commit
 from tidings.store.events import PublishRequest
 from tidings.store.group_commit import GroupCommit
-from tidings.store.tables import deliveries
+from tidings.store.tables import deliveries, event_types
 from tidings.store.tables import events as events_table
 
 from .conftest import Api
@@ -276,15 +276,31 @@ def test_in_its_loop_a_batch_commits_in_a_thread_while_the_next_gathers(api: Api
 
 
 @SQLITE_ONLY
+@pytest.mark.parametrize("fails", ["in-the-loop", "at-the-commit"])
 def test_in_its_loop_a_failed_batch_is_rolled_back_and_each_request_written_alone(
-    api: Api,
+    api: Api, fails: str
 ) -> None:
+    """A batch that fails with a conflict, in the loop's statements or in the rows inserted
+    in the committing thread (`at_commit`), is rolled back whole; each publish is then
+    written alone."""
     api.create_webhook(events=["item.created"])
     db = api.context.db
+    failed: list[bool] = []
 
     def write_many(conn: Any, requests: Any) -> Any:
-        events.publish_many(conn, requests, time.time())  # written, then undone
-        raise Conflict("another request took that key first")
+        results = events.publish_many(conn, requests, time.time())  # written, then undone
+        if failed:
+            return results
+        failed.append(True)
+        if fails == "in-the-loop":
+            raise Conflict("another request took that key first")
+        at_commit(  # the event type exists: its primary key refuses a second row
+            conn,
+            lambda c: c.execute(
+                insert(event_types).values(name="item.created", description="", created_at=0)
+            ),
+        )
+        return results
 
     committer = GroupCommit(db, write_many, lambda conn, r: events.publish(conn, r, time.time()))
     requests = [PublishRequest(api.app_id, "item.created", {"n": n}, None, "h") for n in range(3)]
@@ -301,7 +317,8 @@ def test_in_its_loop_a_failed_batch_is_rolled_back_and_each_request_written_alon
         committer.close()
     assert [r.event["content"]["n"] for r in results] == [0, 1, 2]
     assert committer.batches == 3  # each alone, after the shared one was rolled back
-    assert _count(db, events_table) == 3
+    assert _count(db, events_table) == 3  # the shared batch's rows are gone
+    assert _count(db, deliveries) == 3
 
 
 @SQLITE_ONLY

@@ -24,7 +24,7 @@ from tidings.delivery.worker import (
     Worker,
     _durable,
 )
-from tidings.errors import Unavailable
+from tidings.errors import Conflict, Unavailable
 from tidings.store import db as db_module
 from tidings.store import queue
 from tidings.store.db import Database
@@ -355,4 +355,50 @@ def test_a_loop_writer_gives_up_after_the_busy_timeout(
     finally:
         release.set()
         writer.join(5)
+        db.dispose()
+
+
+def test_statements_put_off_to_the_commit_run_in_its_thread_or_roll_back_together(
+    tmp_path: Path,
+) -> None:
+    """`at_commit` in `write_committed_in_thread(defer=True)`: the statements run in the
+    committing thread, after the loop's own; one that fails rolls back the whole
+    transaction, is raised (translated) to the loop, and leaves the write turn free. Without
+    `defer`, or in `write()`, they run at once."""
+    db = Database.from_settings(make_settings(f"sqlite:///{tmp_path / 'defer.db'}"))
+    with db.write() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (k TEXT PRIMARY KEY, by TEXT)")
+    ran_in: list[str] = []
+
+    def insert(key: str, conn: Connection) -> None:
+        ran_in.append(threading.current_thread().name)
+        conn.exec_driver_sql("INSERT INTO t VALUES (?, ?)", (key, threading.current_thread().name))
+
+    def keys() -> list[str]:
+        with db.read() as conn:
+            return [row[0] for row in conn.exec_driver_sql("SELECT k FROM t ORDER BY k")]
+
+    async def write(*statements: str, defer: bool = True) -> None:
+        async with db.write_committed_in_thread(defer=defer) as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES ('loop', 'loop')")  # at once
+            for key in statements:
+                db_module.at_commit(conn, functools.partial(insert, key))
+            assert ran_in == ([] if defer else ["MainThread"] * len(statements))
+            conn.exec_driver_sql("DELETE FROM t WHERE k = 'loop'")
+
+    try:
+        asyncio.run(write("a", "b"))
+        assert keys() == ["a", "b"]
+        assert len(ran_in) == 2 and "MainThread" not in ran_in
+        ran_in.clear()
+        with pytest.raises(Conflict):  # "a" again: the primary key
+            asyncio.run(write("c", "a"))
+        assert keys() == ["a", "b"]  # "c" rolled back with it
+        ran_in.clear()
+        asyncio.run(write("d", defer=False))  # the turn is free; at once without `defer`
+        with db.write() as conn:
+            db_module.at_commit(conn, functools.partial(insert, "e"))
+            assert ran_in[-1] == "MainThread"
+        assert keys() == ["a", "b", "d", "e"]
+    finally:
         db.dispose()

@@ -356,7 +356,9 @@ class Worker:
             self._outcomes[:0] = outcomes  # not recorded: keep them for the next try
             raise
 
-    async def _db_write(self, body: Callable[[Connection], T], *, durable: bool = True) -> T:
+    async def _db_write(
+        self, body: Callable[[Connection], T], *, durable: bool = True, defer: bool = False
+    ) -> T:
         """A claim, a record or a give-back (`body`, in one write transaction): in the loop
         or in a thread (see `db_in_loop`).
 
@@ -366,9 +368,10 @@ class Worker:
         SQLite's write turn is waited for without stopping the loop. (A claim or record that
         waited for the turn in a thread, statements and all, fought the loop for the GIL at
         every statement and held the turn ~3x as long: fanout, 16-23 ms against 5-7 ms in
-        the loop, median; bench/README.md, session 7.)"""
+        the loop, median; bench/README.md, session 7.) `defer`: what `body` gives
+        `db.at_commit` runs in that thread too (a record's rows)."""
         if self.db_in_loop and self.db.is_sqlite:
-            async with self.db.write_committed_in_thread(durable=durable) as conn:
+            async with self.db.write_committed_in_thread(durable=durable, defer=defer) as conn:
                 return body(conn)
 
         def write() -> T:
@@ -562,7 +565,9 @@ class Worker:
             return
         try:
             await self._db_write(
-                functools.partial(self._record_in, batch, None), durable=_durable(batch)
+                functools.partial(self._record_in, batch, None),
+                durable=_durable(batch),
+                defer=True,
             )
         except BaseException:
             self._outcomes[:0] = batch  # keep them for the next try

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -12,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from tidings.domain.catalog import TEST_EVENT, compact_json, subscribes
 from tidings.domain.ids import new_id
 from tidings.errors import Conflict, InvalidInput, NotFound, TidingsError
-from tidings.store.db import execute_many, in_list
+from tidings.store.db import at_commit, execute_many, in_list
 from tidings.store.queue import KEPT_WEBHOOK_COLUMNS, Job, KeptWhileCatalogStays
 from tidings.store.tables import applications, deliveries, event_types, events, webhooks
 
@@ -152,9 +153,15 @@ def publish_many(
                 taken.append((delivery, hook))
             new_deliveries.append(delivery)
         results.append(Accepted(event, created=True, jobs=_jobs(event, taken)))
+    at_commit(conn, functools.partial(_insert, new_events, new_deliveries))
+    return results
+
+
+def _insert(
+    new_events: list[dict[str, Any]], new_deliveries: list[dict[str, Any]], conn: Connection
+) -> None:
     execute_many(conn, _INSERT_EVENT, new_events)
     execute_many(conn, _INSERT_DELIVERY, new_deliveries)
-    return results
 
 
 # Built once (lists bound at execution): building them was a sixth of a small batch's time.

@@ -183,7 +183,7 @@ class GroupCommit(Generic[T, R]):
         """`_write`, in the loop but for the COMMIT."""
         items = [p.item for p in batch]
         try:
-            async with self.db.write_committed_in_thread() as conn:
+            async with self.db.write_committed_in_thread(defer=True) as conn:
                 results = self.write_many(conn, items)
             self.batches += 1
             return results

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Integer, Text, bindparam, cast, func, insert,
 from sqlalchemy.orm import aliased
 
 from tidings.domain.ids import new_id
-from tidings.store.db import PREPARED, execute_many, in_list, not_in_list
+from tidings.store.db import PREPARED, at_commit, execute_many, in_list, not_in_list
 from tidings.store.tables import attempts, catalog_version, deliveries, events, webhooks
 
 
@@ -444,8 +444,9 @@ def record(
     now: float,
     *,
     kept_webhooks: KeptWebhooks | None = None,
-) -> int:
-    """Store attempts and move each delivery on; returns how many were still ours to move.
+) -> int | None:
+    """Store attempts and move each delivery on; returns how many were still ours to move
+    (None when that is written at the commit, `db.at_commit`).
 
     An outcome whose lease was lost (another worker took the delivery) still records its
     attempt, for the log, but leaves the delivery's state to its new owner. With
@@ -454,6 +455,15 @@ def record(
     """
     if not outcomes:
         return 0
+    moved: list[int] = []
+    at_commit(conn, lambda c: moved.append(_store_attempts(c, worker_id, outcomes, now)))
+    _track_failing_streaks(conn, outcomes, now, kept_webhooks)
+    return moved[0] if moved else None
+
+
+def _store_attempts(
+    conn: Connection, worker_id: str, outcomes: Sequence[Outcome], now: float
+) -> int:
     execute_many(
         conn,
         _INSERT_ATTEMPT,
@@ -491,7 +501,6 @@ def record(
         pg_sql=_PG_RECORD,
         sqlite_sql=_SQLITE_RECORD,
     )
-    _track_failing_streaks(conn, outcomes, now, kept_webhooks)
     return changed
 
 
