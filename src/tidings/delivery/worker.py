@@ -337,7 +337,7 @@ class Worker:
 
         def claim(conn: Connection) -> list[queue.Job]:
             if outcomes:
-                self._record_in(outcomes, self.clock.now(), conn)
+                self._record_in(outcomes, conn)
             return queue.claim(
                 conn,
                 self.worker_id,
@@ -565,7 +565,7 @@ class Worker:
             return
         try:
             await self._db_write(
-                functools.partial(self._record_in, batch, None),
+                functools.partial(self._record_in, batch),
                 durable=_durable(batch),
                 defer=True,
             )
@@ -573,8 +573,8 @@ class Worker:
             self._outcomes[:0] = batch  # keep them for the next try
             raise
 
-    def _record_in(self, batch: list[queue.Outcome], now: float | None, conn: Connection) -> None:
-        now = self.clock.now() if now is None else now
+    def _record_in(self, batch: list[queue.Outcome], conn: Connection) -> None:
+        now = self.clock.now()
         queue.record(conn, self.worker_id, batch, now, kept_webhooks=self._kept_webhooks)
         for outcome in batch:
             if outcome.status_code == 410:

@@ -246,29 +246,32 @@ class Database:
             except BaseException:
                 self._give_back_turn()
                 raise
+
+            def finish(exc: BaseException | None) -> None:
+                """End the transaction (rolled back if `exc`, which is then raised, as
+                translated), and give back the write turn."""
+                try:
+                    if exc is None:
+                        manager.__exit__(None, None, None)
+                    elif not manager.__exit__(type(exc), exc, exc.__traceback__):
+                        raise exc
+                finally:
+                    self._give_back_turn()
+
             try:
                 yield conn
             except BaseException as exc:  # rolled back here, at once
-                try:
-                    suppressed = manager.__exit__(type(exc), exc, exc.__traceback__)
-                finally:
-                    self._give_back_turn()
-                if not suppressed:
-                    raise
+                finish(exc)
                 return
 
             def end() -> None:
                 try:
-                    try:
-                        for statements in deferred:
-                            statements(conn)
-                    except BaseException as exc:
-                        if not manager.__exit__(type(exc), exc, exc.__traceback__):
-                            raise
-                        return
-                    manager.__exit__(None, None, None)
-                finally:
-                    self._give_back_turn()
+                    for statements in deferred:
+                        statements(conn)
+                except BaseException as exc:
+                    finish(exc)
+                    return
+                finish(None)
 
             # Handed to the pool at once: `to_thread`, a coroutine, reached the pool only when
             # the loop next ran its task, behind every callback already queued (in e2e the
