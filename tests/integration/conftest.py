@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from tidings.api.app import build_context, create_app
 from tidings.api.deps import Context
 from tidings.clock import ManualClock
 from tidings.config import Settings
+from tidings.store.db import Database
 
 OPERATOR = "test-operator-token"
 ENCRYPTION_KEY = "Zm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtbG9uZy1rZXk="
@@ -57,6 +61,31 @@ class Api:
             json={"type": event_type, "content": content or {}},
             **kw,
         )
+
+
+class FirstCommitHeld:
+    """Notes the thread of every COMMIT of `db` while `listening`, and holds the first (in
+    the thread that commits it) until `proceed` is set."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.threads: list[str] = []
+        self.started, self.proceed = threading.Event(), threading.Event()
+
+    def _on_commit(self, _conn: Any) -> None:
+        self.threads.append(threading.current_thread().name)
+        if len(self.threads) == 1:
+            self.started.set()
+            self.proceed.wait(10)
+
+    @contextmanager
+    def listening(self) -> Iterator[None]:
+        event.listen(self.db.engine, "commit", self._on_commit)
+        try:
+            yield
+        finally:
+            self.proceed.set()
+            event.remove(self.db.engine, "commit", self._on_commit)
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:

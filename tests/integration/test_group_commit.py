@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import httpx2 as httpx
 import pytest
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import func, insert, select
 
 from tidings.api.app import create_app
 from tidings.delivery.worker import Worker
@@ -22,7 +22,7 @@ from tidings.store.group_commit import GroupCommit
 from tidings.store.tables import deliveries, event_types
 from tidings.store.tables import events as events_table
 
-from .conftest import Api
+from .conftest import Api, FirstCommitHeld
 
 T = TypeVar("T")
 
@@ -183,32 +183,17 @@ def _recording_committer(
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
-class _FirstCommitHeld:
-    """Notes the thread of every COMMIT of `db`, and holds the first until `proceed`."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.threads: list[str] = []
-        self.started, self.proceed = threading.Event(), threading.Event()
-
-    def _on_commit(self, _conn: Any) -> None:
-        self.threads.append(threading.current_thread().name)
-        if len(self.threads) == 1:
-            self.started.set()
-            self.proceed.wait(10)
-
+class _FirstCommitHeld(FirstCommitHeld):
     def run(
         self,
         committer: GroupCommit[PublishRequest, events.Accepted],
         main: Callable[[], Coroutine[Any, Any, T]],
     ) -> T:
         """`main()` in a new loop; then `proceed` is set and the committer closed."""
-        event.listen(self.db.engine, "commit", self._on_commit)
         try:
-            return asyncio.run(main())
+            with self.listening():
+                return asyncio.run(main())
         finally:
-            self.proceed.set()
-            event.remove(self.db.engine, "commit", self._on_commit)
             committer.close()
 
 
@@ -365,6 +350,21 @@ def test_in_its_loop_a_batch_waits_for_another_threads_write_without_stopping(
     assert _count(db, events_table) == 1
 
 
+def _serves_writers(
+    api: Api,
+) -> tuple[
+    Database, Worker, list[str], GroupCommit[PublishRequest, events.Accepted], _FirstCommitHeld
+]:
+    """A webhook for item.created, and the loop writers of `serve` on its database: a
+    worker and a publish committer noting who wrote each batch; the first COMMIT held."""
+    api.create_webhook(events=["item.created"])
+    ctx = api.context
+    writers: list[str] = []
+    committer = _recording_committer(ctx.db, writers)
+    worker = Worker(ctx.db, ctx.settings, ctx.box, ctx.clock)
+    return ctx.db, worker, writers, committer, _FirstCommitHeld(ctx.db)
+
+
 @SQLITE_ONLY
 def test_in_serves_loop_a_publish_batch_waits_for_the_workers_commit_in_the_loop(
     api: Api,
@@ -372,13 +372,8 @@ def test_in_serves_loop_a_publish_batch_waits_for_the_workers_commit_in_the_loop
     """The worker's claims and records commit in a thread too (`Worker._db_write`); a
     publish batch that comes meanwhile waits for its turn in the loop, not in a thread, and
     the loop goes on."""
-    api.create_webhook(events=["item.created"])
-    ctx = api.context
-    db = ctx.db
-    worker = Worker(db, ctx.settings, ctx.box, ctx.clock)
-    writers: list[str] = []
-    committer = _recording_committer(db, writers)
-    held = _FirstCommitHeld(db)  # the worker's: held until the publish has come
+    # the worker's first COMMIT is held until the publish has come
+    db, worker, writers, committer, held = _serves_writers(api)
 
     async def run() -> Any:
         committer.write_in_loop(asyncio.get_running_loop())
@@ -404,6 +399,43 @@ def test_in_serves_loop_a_publish_batch_waits_for_the_workers_commit_in_the_loop
     assert writers == [threading.main_thread().name]  # written in the loop, after its turn
     assert committer._thread is None  # the writer thread never started
     assert len(held.threads) == 2 and threading.main_thread().name not in held.threads
+    assert _count(db, events_table) == 1
+
+
+@SQLITE_ONLY
+def test_in_serves_loop_a_publish_batch_and_a_workers_record_that_wait_share_a_transaction(
+    api: Api,
+) -> None:
+    """What waits behind a commit in the loop is written together (`Database.write_in_loop`):
+    here a publish batch and a record of the worker, in one transaction."""
+    # a claim's COMMIT is held until the others wait behind it
+    db, worker, writers, committer, held = _serves_writers(api)
+
+    def record(conn: Any) -> str:
+        at_commit(conn, lambda c: c.exec_driver_sql("SELECT 1"))
+        return "recorded"
+
+    async def run() -> list[Any]:
+        committer.write_in_loop(asyncio.get_running_loop())
+        claim = asyncio.create_task(worker._db_write(lambda conn: "claimed"))
+        await asyncio.to_thread(held.started.wait, 10)
+        waiting = [
+            asyncio.create_task(worker._db_write(record, defer=True)),
+            asyncio.create_task(
+                committer.submit(PublishRequest(api.app_id, "item.created", {}, None, "h"))
+            ),
+        ]
+        await asyncio.sleep(0.01)
+        held.proceed.set()
+        results = [await claim] + [await task for task in waiting]
+        await committer.finish_in_loop()
+        return results
+
+    claimed, recorded, accepted = held.run(committer, run)
+    assert (claimed, recorded) == ("claimed", "recorded")
+    assert isinstance(accepted, events.Accepted) and accepted.created
+    assert len(held.threads) == 2  # the claim's COMMIT, then one for the other two
+    assert committer.batches == 1 and writers == [threading.main_thread().name]
     assert _count(db, events_table) == 1
 
 

@@ -30,7 +30,7 @@ from tidings.store import queue
 from tidings.store.db import Database
 from tidings.store.tables import deliveries, webhooks
 
-from .conftest import Api, make_settings
+from .conftest import Api, FirstCommitHeld, make_settings
 
 ON_POSTGRESQL = pytest.mark.parametrize(
     "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
@@ -401,4 +401,175 @@ def test_statements_put_off_to_the_commit_run_in_its_thread_or_roll_back_togethe
             assert ran_in[-1] == "MainThread"
         assert keys() == ["a", "b", "d", "e"]
     finally:
+        db.dispose()
+
+
+class _SharedWrites:
+    """A table `t` in a fresh SQLite file, and `write_in_loop` bodies that note when they
+    ran; the first COMMIT is held until `proceed`, so that writes pile up behind it."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.db = Database.from_settings(make_settings(f"sqlite:///{tmp_path / 'shared.db'}"))
+        with self.db.write() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (k TEXT PRIMARY KEY)")
+        self.ran: list[str] = []  # bodies, and deferred statements with "@commit"
+        self.held = FirstCommitHeld(self.db)
+        self.commits = self.held.threads  # the thread of each COMMIT
+
+    def now(self, key: str) -> Any:
+        """A body that inserts `key` at once and returns how many rows it saw before."""
+
+        def body(conn: Connection) -> int:
+            self.ran.append(key)
+            seen = int(conn.exec_driver_sql("SELECT count(*) FROM t").scalar_one())
+            conn.exec_driver_sql("INSERT INTO t VALUES (?)", (key,))
+            return seen
+
+        return body
+
+    def at_commit(self, key: str) -> Any:
+        """A body whose INSERT of `key` waits for the COMMIT (`defer=True`); returns `key`."""
+
+        def insert(conn: Connection) -> None:
+            self.ran.append(key + "@commit")
+            conn.exec_driver_sql("INSERT INTO t VALUES (?)", (key,))
+
+        def body(conn: Connection) -> str:
+            self.ran.append(key)
+            db_module.at_commit(conn, insert)
+            return key
+
+        return body
+
+    def keys(self) -> list[str]:
+        with self.db.read() as conn:
+            return [row[0] for row in conn.exec_driver_sql("SELECT k FROM t ORDER BY k")]
+
+    def run(self, main: Any) -> Any:
+        """`main(first)` in a new loop, where `first` is a task whose COMMIT is held."""
+
+        async def go() -> Any:
+            first = asyncio.create_task(self.db.write_in_loop(self.now("first")))
+            assert await asyncio.to_thread(self.held.started.wait, 10)
+            return await main(first)
+
+        try:
+            with self.held.listening():
+                return asyncio.run(go())
+        finally:
+            self.db.dispose()
+
+
+def test_loop_writes_that_come_during_a_commit_share_the_next_transaction(
+    tmp_path: Path,
+) -> None:
+    """`write_in_loop`: what waits while a transaction commits is written as one transaction,
+    each write answered with its own result; the writes that do not defer run first, so
+    that none sees another half written (a claim reads its own transaction)."""
+    shared = _SharedWrites(tmp_path)
+
+    async def main(first: asyncio.Task[int]) -> list[Any]:
+        db = shared.db
+        waiting = [
+            asyncio.create_task(db.write_in_loop(shared.at_commit("d1"), defer=True)),
+            asyncio.create_task(db.write_in_loop(shared.now("n"))),
+            asyncio.create_task(db.write_in_loop(shared.at_commit("d2"), defer=True)),
+        ]
+        for _ in range(5):  # the loop turns meanwhile
+            await asyncio.sleep(0.005)
+        assert not first.done() and not any(task.done() for task in waiting)
+        shared.held.proceed.set()
+        return [await first] + [await task for task in waiting]
+
+    results = shared.run(main)
+    assert results == [0, "d1", 1, "d2"]  # "n" saw "first" only
+    assert shared.ran == ["first", "n", "d1", "d2", "d1@commit", "d2@commit"]
+    assert len(shared.commits) == 2  # "first", then the three together
+    assert threading.main_thread().name not in shared.commits
+    assert shared.keys() == ["d1", "d2", "first", "n"]
+
+
+def test_a_write_that_fails_in_a_shared_transaction_fails_alone(tmp_path: Path) -> None:
+    """A shared transaction that fails (here a deferred INSERT of a key taken, at the
+    COMMIT) is rolled back, and each of its writes is tried again alone: only the one that
+    failed gets the error, and none of its rows stay."""
+    shared = _SharedWrites(tmp_path)
+
+    def fails_in_the_loop(conn: Connection) -> None:
+        conn.exec_driver_sql("INSERT INTO t VALUES ('half')")
+        raise ValueError("a bug")
+
+    async def main(first: asyncio.Task[int]) -> list[Any]:
+        db = shared.db
+        waiting = [
+            db.write_in_loop(shared.at_commit("g1"), defer=True),
+            db.write_in_loop(shared.at_commit("first"), defer=True),  # taken: Conflict
+            db.write_in_loop(shared.now("g2")),
+            db.write_in_loop(fails_in_the_loop),
+        ]
+        tasks = [asyncio.create_task(w) for w in waiting]
+        await asyncio.sleep(0.02)
+        shared.held.proceed.set()
+        await first
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    g1, taken, g2, bug = shared.run(main)
+    assert (g1, g2) == ("g1", 1)
+    assert isinstance(taken, Conflict)
+    assert isinstance(bug, ValueError)
+    assert shared.keys() == ["first", "g1", "g2"]  # no "half"
+    # "first"; the shared one rolled back; then alone: g1 and g2 committed, the others not
+    assert len(shared.commits) == 3
+
+
+def test_a_waiting_write_whose_caller_went_away_is_not_written(tmp_path: Path) -> None:
+    shared = _SharedWrites(tmp_path)
+
+    async def main(first: asyncio.Task[int]) -> str:
+        db = shared.db
+        gone = asyncio.create_task(db.write_in_loop(shared.now("gone")))
+        kept = asyncio.create_task(db.write_in_loop(shared.at_commit("kept"), defer=True))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        shared.held.proceed.set()
+        await first
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        return await kept
+
+    assert shared.run(main) == "kept"
+    assert shared.keys() == ["first", "kept"]
+    assert "gone" not in shared.ran
+
+
+def test_loop_writes_that_wait_past_the_busy_timeout_all_get_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    shared = _SharedWrites(tmp_path)
+    db = shared.db
+    held, release = threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        with db.write():
+            held.set()
+            release.wait(5)
+
+    async def together() -> list[Any]:
+        writes = [db.write_in_loop(shared.now("a")), db.write_in_loop(shared.now("b"))]
+        return await asyncio.gather(*writes, return_exceptions=True)
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    try:
+        assert held.wait(5)
+        results = asyncio.run(together())
+        assert [type(r) for r in results] == [Unavailable, Unavailable]
+        assert shared.ran == []  # neither body ran
+        release.set()
+        writer.join(5)
+        assert asyncio.run(together()) == [0, 1]  # the turn is free again, shared
+    finally:
+        release.set()
+        writer.join(5)
         db.dispose()

@@ -363,16 +363,16 @@ class Worker:
         or in a thread (see `db_in_loop`).
 
         On SQLite in the loop, the loop runs the statements and a thread the COMMIT
-        (`Database.write_committed_in_thread`): the loop sends meanwhile. In `serve` the
-        loop's publish batches take their turns with these, in the loop; a thread holding
-        SQLite's write turn is waited for without stopping the loop. (A claim or record that
+        (`Database.write_in_loop`): the loop sends meanwhile. The loop's other writes that
+        wait at the same time (in `serve`, a publish batch; a record beside a claim) share
+        the transaction; a thread holding SQLite's write turn is waited for without
+        stopping the loop. (A claim or record that
         waited for the turn in a thread, statements and all, fought the loop for the GIL at
         every statement and held the turn ~3x as long: fanout, 16-23 ms against 5-7 ms in
         the loop, median; bench/README.md, session 7.) `defer`: what `body` gives
         `db.at_commit` runs in that thread too (a record's rows)."""
         if self.db_in_loop and self.db.is_sqlite:
-            async with self.db.write_committed_in_thread(durable=durable, defer=defer) as conn:
-                return body(conn)
+            return await self.db.write_in_loop(body, durable=durable, defer=defer)
 
         def write() -> T:
             with self.db.write(durable=durable) as conn:

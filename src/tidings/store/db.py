@@ -12,13 +12,15 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import sys
 import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
     from tidings.config import Settings
 from tidings.errors import Conflict, InvalidInput, Unavailable
 
+log = logging.getLogger(__name__)
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
 # A pooled PostgreSQL connection idle this long is pinged before use (see `_ping_when_idle`).
 PING_AFTER_IDLE_S = 1.0
@@ -61,6 +65,8 @@ _AT_COMMIT = "tidings_at_commit"
 WRITE_TURN_POLL_S = 0.0005
 WRITE_TURN_QUICK_POLLS = 20
 WRITE_TURN_SLOW_POLL_S = 0.005
+
+T = TypeVar("T")
 
 
 def make_engine(url: str, *, prepared_statements: bool = True) -> Engine:
@@ -164,6 +170,9 @@ class Database:
         self._loop_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
+        self._loop_writes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWrites] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @classmethod
     def from_url(cls, url: str, *, prepared_statements: bool = True) -> Database:
@@ -227,11 +236,11 @@ class Database:
         (bench/README.md, session 12).
 
         The loop is never stopped to wait for the write turn: its writers (in `serve`, the
-        publish batches and the worker's claims and records) take turns among themselves in
-        the loop, and the one whose turn it is waits for a thread holding the write turn
-        (an API request, housekeeping) by trying again every WRITE_TURN_POLL_S, then every
-        WRITE_TURN_SLOW_POLL_S, up to the busy timeout. The write turn is held until the
-        COMMIT is done.
+        publish batches and the worker's claims and records, through `write_in_loop`) take
+        turns among themselves in the loop, and the one whose turn it is waits for a thread
+        holding the write turn (an API request, housekeeping) by trying again every
+        WRITE_TURN_POLL_S, then every WRITE_TURN_SLOW_POLL_S, up to the busy timeout. The
+        write turn is held until the COMMIT is done.
 
         `defer=True`: the statements given to `at_commit` run in that thread too, just
         before the COMMIT (an error there rolls back and is raised here)."""
@@ -284,6 +293,88 @@ class Database:
                 await ending  # the connection and the write turn are given back either way
                 raise
 
+    async def write_in_loop(
+        self, body: Callable[[Connection], T], *, durable: bool = True, defer: bool = False
+    ) -> T:
+        """`body(conn)` in a write transaction of `write_committed_in_thread`, for a caller in
+        an event loop; returns what `body` returned, once committed.
+
+        On SQLite the loop's writers (in `serve`, the publish batches and the worker's
+        claims and records) share transactions: the writes that come while one transaction
+        is written are the next one, together, one after another (those that do not
+        `defer` first, so that a claim is never written after rows that wait for the
+        COMMIT: it reads its own transaction). Each transaction holds the write turn for
+        ~1 ms of hand-overs between the loop and the committing thread, whatever it writes
+        (bench/README.md, session 13); fewer of them hold it for less. If a shared
+        transaction fails, it is rolled back and each write is tried again alone, so that
+        one cannot fail the others; `Unavailable` (the turn not had in time) is every one's.
+        """
+        if self._write_lock is None:
+            async with self.write_committed_in_thread(durable=durable, defer=defer) as conn:
+                return body(conn)
+        loop = asyncio.get_running_loop()
+        writes = self._loop_writes.get(loop)
+        if writes is None:
+            writes = self._loop_writes[loop] = _LoopWrites()
+        write = _LoopWrite(body, durable, defer, loop.create_future())
+        writes.waiting.append(write)
+        if writes.task is None:  # it starts after this turn of the loop
+            writes.task = loop.create_task(self._write_waiting(writes))
+        result: T = await write.future
+        return result
+
+    async def _write_waiting(self, writes: _LoopWrites) -> None:
+        batch: list[_LoopWrite] = []
+        try:
+            while writes.waiting:
+                batch = [w for w in writes.waiting if not w.future.done()]
+                writes.waiting = []
+                if len(batch) == 1:
+                    await self._write_alone(batch[0])
+                elif batch:
+                    await self._write_together(batch)
+                # The writers just answered may have more; they write it before the loop
+                # comes round again.
+                await asyncio.sleep(0)
+        except BaseException:  # cancelled: so are the writes not answered
+            for write in batch + writes.waiting:
+                write.future.cancel()
+            raise
+        finally:
+            writes.task = None
+
+    async def _write_together(self, batch: list[_LoopWrite]) -> None:
+        batch.sort(key=lambda write: write.defer)
+        results: list[Any] = []
+        try:
+            durable = any(write.durable for write in batch)
+            async with self.write_committed_in_thread(durable=durable, defer=True) as conn:
+                deferred = conn.get_execution_options()[_AT_COMMIT]
+                for write in batch:
+                    conn.execution_options(**{_AT_COMMIT: deferred if write.defer else None})
+                    results.append(write.body(conn))
+        except Unavailable as exc:
+            for write in batch:
+                write.fail(exc)
+        except Exception:
+            log.info("%d writes sharing a transaction failed; writing each alone", len(batch))
+            for write in batch:
+                await self._write_alone(write)
+        else:
+            for write, result in zip(batch, results, strict=True):
+                write.answer(result)
+
+    async def _write_alone(self, write: _LoopWrite) -> None:
+        try:
+            async with self.write_committed_in_thread(
+                durable=write.durable, defer=write.defer
+            ) as conn:
+                result = write.body(conn)
+        except Exception as exc:
+            write.fail(exc)
+        else:
+            write.answer(result)
+
     def _loop_turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """The running loop's own turn among its writers on SQLite (see
         `write_committed_in_thread`); PostgreSQL takes many writers at once."""
@@ -335,6 +426,33 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@dataclass
+class _LoopWrite:
+    """A write waiting in `Database.write_in_loop`."""
+
+    body: Callable[[Connection], Any]
+    durable: bool
+    defer: bool
+    future: asyncio.Future[Any]
+
+    def answer(self, result: Any) -> None:
+        if not self.future.done():  # else its caller went away
+            self.future.set_result(result)
+
+    def fail(self, error: Exception) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+@dataclass
+class _LoopWrites:
+    """One event loop's writes waiting for `Database.write_in_loop`, and the task writing
+    them (None when none is left)."""
+
+    waiting: list[_LoopWrite] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
 
 
 def at_commit(conn: Connection, statements: Callable[[Connection], object]) -> None:

@@ -24,7 +24,10 @@ the ceiling's, seven alternating pairs, each lower; fanout: lower in four pairs 
 bench/README.md, session 8). The loop runs a batch's statements; its COMMIT, one step
 that needs no GIL, runs in a thread (`Database.write_committed_in_thread`), and the
 requests that come meanwhile are the next batch: e2e's median ratio rose 9-17% in two
-series of ten alternating pairs, better in 14 of 20 (bench/README.md, session 12).
+series of ten alternating pairs, better in 14 of 20 (bench/README.md, session 12). Since
+session 14 a batch goes through `Database.write_in_loop`, whose transaction may carry the
+worker's claim or record beside it; a batch that fails there is written one publish at a
+time in the loop too.
 """
 
 from __future__ import annotations
@@ -113,9 +116,9 @@ class GroupCommit(Generic[T, R]):
     async def _write_gathered(self) -> None:
         """In the loop: write what its requests submitted since the last batch, as one batch
         (or several of `max_batch`), until none is left. The write turn is waited for
-        without stopping the loop: behind the loop's other writers (the worker's claims and
-        records), and behind a thread of this process (see
-        `Database.write_committed_in_thread`). (Another process holding SQLite's lock is
+        without stopping the loop: behind the loop's other writes (the worker's claims and
+        records, which may share the batch's transaction), and behind a thread of this
+        process (see `Database.write_in_loop`). (Another process holding SQLite's lock is
         waited for in the loop, up to the busy timeout, as the worker's claims do.)"""
         try:
             while self._gathered:
@@ -175,33 +178,48 @@ class GroupCommit(Generic[T, R]):
             self.batches += 1
             return results
         except Exception as exc:
-            return self._failed(items, exc)
+            if not self._each_alone(items, exc):
+                return [exc] * len(items)
+            return [self._write_alone(item) for item in items]
 
     async def _write_committed_in_thread(
         self, batch: list[_Pending[T, R]]
     ) -> Sequence[R | BaseException]:
-        """`_write`, in the loop but for the COMMIT."""
+        """`_write`, in the loop but for the COMMIT (`Database.write_in_loop`, which may
+        write the worker's claims and records in the same transaction)."""
         items = [p.item for p in batch]
         try:
-            async with self.db.write_committed_in_thread(defer=True) as conn:
-                results = self.write_many(conn, items)
+            results = await self.db.write_in_loop(
+                lambda conn: self.write_many(conn, items), defer=True
+            )
             self.batches += 1
             return results
         except Exception as exc:
-            return self._failed(items, exc)
+            if not self._each_alone(items, exc):
+                return [exc] * len(items)
+            return [await self._write_alone_in_loop(item) for item in items]
 
-    def _failed(self, items: list[T], exc: Exception) -> Sequence[R | BaseException]:
-        if isinstance(exc, Conflict | InvalidInput):
-            if len(items) == 1:
-                return [exc]
+    def _each_alone(self, items: list[T], exc: Exception) -> bool:
+        """Whether to write each of a failed batch's `items` alone: when one of them may be
+        what failed (a data error). Otherwise the database is unavailable, or it is a bug:
+        everyone is answered with `exc`."""
+        if isinstance(exc, Conflict | InvalidInput) and len(items) > 1:
             log.info("a batch of %d writes failed (%s); writing each alone", len(items), exc)
-            return [self._write_alone(item) for item in items]
-        return [exc] * len(items)  # the database is unavailable, or a bug: answer everyone
+            return True
+        return False
 
     def _write_alone(self, item: T) -> R | BaseException:
         try:
             with self.db.write() as conn:
                 result = self.write_one(conn, item)
+            self.batches += 1
+            return result
+        except Exception as exc:
+            return exc
+
+    async def _write_alone_in_loop(self, item: T) -> R | BaseException:
+        try:
+            result = await self.db.write_in_loop(lambda conn: self.write_one(conn, item))
             self.batches += 1
             return result
         except Exception as exc:
