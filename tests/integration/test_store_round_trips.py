@@ -573,3 +573,38 @@ def test_loop_writes_that_wait_past_the_busy_timeout_all_get_unavailable(
         release.set()
         writer.join(5)
         db.dispose()
+
+
+def test_a_writer_cancelled_during_its_commit_waits_for_the_thread_to_end_it(
+    tmp_path: Path,
+) -> None:
+    """Cancelled while its COMMIT runs in a thread, a loop writer is cancelled only once the
+    thread has ended the transaction: the rows are committed, the connection and the write
+    turn given back (the next write gets the turn at once)."""
+    shared = _SharedWrites(tmp_path)
+    db = shared.db
+
+    async def write() -> None:
+        async with db.write_committed_in_thread() as conn:
+            shared.now("first")(conn)
+
+    async def main() -> None:
+        writer = asyncio.create_task(write())
+        assert await asyncio.to_thread(shared.held.started.wait, 10)
+        writer.cancel()
+        for _ in range(5):  # the COMMIT is still held: the writer waits for it
+            await asyncio.sleep(0.005)
+            assert not writer.done()
+        shared.held.proceed.set()
+        with pytest.raises(asyncio.CancelledError):
+            await writer
+        assert db._write_lock is not None and not db._write_lock.locked()
+        assert await asyncio.wait_for(db.write_in_loop(shared.now("next")), 1) == 1
+
+    try:
+        with shared.held.listening():
+            asyncio.run(main())
+        assert shared.keys() == ["first", "next"]
+    finally:
+        db.dispose()
+    assert len(shared.commits) == 2 and threading.main_thread().name not in shared.commits
