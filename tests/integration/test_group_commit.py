@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import httpx2 as httpx
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from tidings.api.app import create_app
 from tidings.delivery.worker import Worker
@@ -19,7 +19,7 @@ from tidings.store import events
 from tidings.store.db import Database, at_commit
 from tidings.store.events import PublishRequest
 from tidings.store.group_commit import GroupCommit
-from tidings.store.tables import deliveries, event_types
+from tidings.store.tables import deliveries
 from tidings.store.tables import events as events_table
 
 from .conftest import Api, FirstCommitHeld
@@ -281,8 +281,9 @@ def test_in_its_loop_a_failed_batch_is_rolled_back_and_each_request_written_alon
             raise Conflict("another request took that key first")
         at_commit(  # the event type exists: its primary key refuses a second row
             conn,
-            lambda c: c.execute(
-                insert(event_types).values(name="item.created", description="", created_at=0)
+            lambda c: c.exec_driver_sql(
+                "INSERT INTO event_types (name, description, created_at)"
+                " VALUES ('item.created', '', 0)"
             ),
         )
         return results

@@ -608,3 +608,30 @@ def test_a_writer_cancelled_during_its_commit_waits_for_the_thread_to_end_it(
     finally:
         db.dispose()
     assert len(shared.commits) == 2 and threading.main_thread().name not in shared.commits
+
+
+def test_statements_at_the_commit_run_on_the_dbapi_cursor_on_sqlite(tmp_path: Path) -> None:
+    """In the committing thread the put-off statements skip SQLAlchemy's execution (no
+    `before_cursor_execute`): Python the thread would run holding the GIL. Their rows are
+    written all the same, and their rowcount read."""
+    shared = _SharedWrites(tmp_path)
+    db = shared.db
+    seen: list[str] = []
+    counted: list[int] = []
+
+    def insert(conn: db_module.Statements) -> None:
+        counted.append(conn.exec_driver_sql("INSERT INTO t VALUES ('deferred')").rowcount)
+
+    def body(conn: Connection) -> None:
+        conn.exec_driver_sql("INSERT INTO t VALUES ('at once')")
+        db_module.at_commit(conn, insert)
+
+    event.listen(db.engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+    try:
+        asyncio.run(db.write_in_loop(body, defer=True))
+        assert shared.keys() == ["at once", "deferred"]
+    finally:
+        db.dispose()
+    assert counted == [1]
+    assert any("'at once'" in sql for sql in seen)
+    assert not any("'deferred'" in sql for sql in seen)

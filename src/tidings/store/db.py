@@ -20,11 +20,12 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import (
     JSON,
     Connection,
+    Dialect,
     Engine,
     Insert,
     Integer,
@@ -243,10 +244,11 @@ class Database:
         write turn is held until the COMMIT is done.
 
         `defer=True`: the statements given to `at_commit` run in that thread too, just
-        before the COMMIT (an error there rolls back and is raised here)."""
+        before the COMMIT, on the DBAPI cursor (`_CursorStatements`); an error there rolls
+        back and is raised here."""
         async with self._loop_turn():
             await self._write_turn_in_loop()
-            deferred: list[Callable[[Connection], object]] = []
+            deferred: list[Callable[[Statements], object]] = []
             try:
                 manager = self._transaction(durable)
                 conn = manager.__enter__()
@@ -275,8 +277,10 @@ class Database:
 
             def end() -> None:
                 try:
-                    for statements in deferred:
-                        statements(conn)
+                    if deferred:
+                        with self._statements_at_commit(conn) as runner:
+                            for statements in deferred:
+                                statements(runner)
                 except BaseException as exc:
                     finish(exc)
                     return
@@ -375,6 +379,19 @@ class Database:
         else:
             write.answer(result)
 
+    @contextmanager
+    def _statements_at_commit(self, conn: Connection) -> Iterator[Statements]:
+        """What the statements put off to the commit (`at_commit`) run on, in the thread
+        that commits: on SQLite the DBAPI cursor (`_CursorStatements`), else `conn`."""
+        if not self.is_sqlite:
+            yield conn
+            return
+        runner = _CursorStatements(conn)
+        try:
+            yield runner
+        finally:
+            runner.close()
+
     def _loop_turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """The running loop's own turn among its writers on SQLite (see
         `write_committed_in_thread`); PostgreSQL takes many writers at once."""
@@ -455,7 +472,47 @@ class _LoopWrites:
     task: asyncio.Task[None] | None = None
 
 
-def at_commit(conn: Connection, statements: Callable[[Connection], object]) -> None:
+class Statements(Protocol):
+    """What `execute_many` (and so `at_commit`'s statements) needs of a connection: a
+    `Connection`, or in the thread that commits, on SQLite, a `_CursorStatements`."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    def exec_driver_sql(
+        self, statement: str, parameters: Any = ..., execution_options: Any = ...
+    ) -> Any: ...
+
+
+class _CursorStatements:
+    """`exec_driver_sql` straight on the DBAPI cursor of a transaction's connection, its
+    errors raised as SQLAlchemy raises them (so `translate_errors` reads them alike). For the
+    statements put off to the commit: SQLAlchemy's work around each (its execution context,
+    events and result) was Python that the committing thread ran holding the GIL while the
+    loop waited for it, and each wait for the GIL is up to the switch interval there
+    (bench/README.md, session 14)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.dialect = conn.dialect
+        dbapi_connection = conn.connection.dbapi_connection
+        assert dbapi_connection is not None, "a connection in a transaction has one"
+        self._cursor = dbapi_connection.cursor()
+        self._error: type[Exception] = conn.dialect.loaded_dbapi.Error
+
+    def exec_driver_sql(
+        self, statement: str, parameters: Any = (), execution_options: Any = None
+    ) -> Any:
+        """(`execution_options` are PostgreSQL's; this runs on SQLite.)"""
+        try:
+            return self._cursor.execute(statement, parameters)
+        except self._error as error:
+            raise exc.DBAPIError.instance(statement, parameters, error, self._error) from error
+
+    def close(self) -> None:
+        self._cursor.close()
+
+
+def at_commit(conn: Connection, statements: Callable[[Statements], object]) -> None:
     """Run `statements` in `conn`'s transaction, for writes whose results nobody reads: in
     the thread that commits it, just before the COMMIT, when it was opened by
     `write_committed_in_thread(defer=True)`; at once otherwise. A loop so spends no time in
@@ -488,7 +545,7 @@ def translate_errors() -> Iterator[None]:
 
 
 def execute_many(
-    conn: Connection,
+    conn: Statements,
     statement: Any,
     rows: list[dict[str, Any]],
     shared: dict[str, Any] | None = None,

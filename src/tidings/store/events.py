@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from tidings.domain.catalog import TEST_EVENT, compact_json, subscribes
 from tidings.domain.ids import new_id
 from tidings.errors import Conflict, InvalidInput, NotFound, TidingsError
-from tidings.store.db import at_commit, execute_many, in_list
+from tidings.store.db import Statements, at_commit, execute_many, in_list
 from tidings.store.queue import KEPT_WEBHOOK_COLUMNS, Job, KeptWhileCatalogStays
 from tidings.store.tables import applications, deliveries, event_types, events, webhooks
 
@@ -158,7 +158,7 @@ def publish_many(
 
 
 def _insert(
-    new_events: list[dict[str, Any]], new_deliveries: list[dict[str, Any]], conn: Connection
+    new_events: list[dict[str, Any]], new_deliveries: list[dict[str, Any]], conn: Statements
 ) -> None:
     execute_many(conn, _INSERT_EVENT, new_events)
     execute_many(conn, _INSERT_DELIVERY, new_deliveries)

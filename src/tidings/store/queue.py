@@ -18,7 +18,14 @@ from sqlalchemy import Connection, Integer, Text, bindparam, cast, func, insert,
 from sqlalchemy.orm import aliased
 
 from tidings.domain.ids import new_id
-from tidings.store.db import PREPARED, at_commit, execute_many, in_list, not_in_list
+from tidings.store.db import (
+    PREPARED,
+    Statements,
+    at_commit,
+    execute_many,
+    in_list,
+    not_in_list,
+)
 from tidings.store.tables import attempts, catalog_version, deliveries, events, webhooks
 
 
@@ -462,7 +469,7 @@ def record(
 
 
 def _store_attempts(
-    conn: Connection, worker_id: str, outcomes: Sequence[Outcome], now: float
+    conn: Statements, worker_id: str, outcomes: Sequence[Outcome], now: float
 ) -> int:
     execute_many(
         conn,
