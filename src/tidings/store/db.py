@@ -517,7 +517,9 @@ def at_commit(conn: Connection, statements: Callable[[Statements], object]) -> N
     the thread that commits it, just before the COMMIT, when it was opened by
     `write_committed_in_thread(defer=True)`; at once otherwise. A loop so spends no time in
     SQLite's own work on the rows (the driver lets go of the GIL for it; in e2e, 8% of
-    `serve`'s samples were inserts and updates run in the loop)."""
+    `serve`'s samples were inserts and updates run in the loop). `statements` is given a
+    `Statements`: `conn` itself, or at the commit on SQLite the DBAPI cursor
+    (`_CursorStatements`), so it may use `exec_driver_sql` and `execute_many` only."""
     deferred = conn.get_execution_options().get(_AT_COMMIT)
     if deferred is None:
         statements(conn)
