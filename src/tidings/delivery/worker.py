@@ -366,11 +366,11 @@ class Worker:
         (`Database.write_in_loop`): the loop sends meanwhile. The loop's other writes that
         wait at the same time (in `serve`, a publish batch; a record beside a claim) share
         the transaction; a thread holding SQLite's write turn is waited for without
-        stopping the loop. (A claim or record that
-        waited for the turn in a thread, statements and all, fought the loop for the GIL at
-        every statement and held the turn ~3x as long: fanout, 16-23 ms against 5-7 ms in
-        the loop, median; bench/README.md, session 7.) `defer`: what `body` gives
-        `db.at_commit` runs in that thread too (a record's rows)."""
+        stopping the loop. (A claim or record that waited for the turn in a thread,
+        statements and all, fought the loop for the GIL at every statement and held the
+        turn ~3x as long: fanout, 16-23 ms against 5-7 ms in the loop, median;
+        bench/README.md, session 7.) `defer`: what `body` gives `db.at_commit` runs in that
+        thread too (a record's rows)."""
         if self.db_in_loop and self.db.is_sqlite:
             return await self.db.write_in_loop(body, durable=durable, defer=defer)
 

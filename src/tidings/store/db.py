@@ -9,7 +9,6 @@ characters in text) `InvalidInput`, a locked or unreachable database `Unavailabl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -168,9 +167,6 @@ class Database:
         # file over at once; left to SQLite's busy handler they poll and sleep (measured: most
         # of a publish's time under load was spent there).
         self._write_lock = threading.Lock() if self.is_sqlite else None
-        self._loop_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
         self._loop_writes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWrites] = (
             weakref.WeakKeyDictionary()
         )
@@ -236,66 +232,65 @@ class Database:
         ~300 us of a SQLite publish batch: on the other core rather than the loop's
         (bench/README.md, session 12).
 
-        The loop is never stopped to wait for the write turn: its writers (in `serve`, the
-        publish batches and the worker's claims and records, through `write_in_loop`) take
-        turns among themselves in the loop, and the one whose turn it is waits for a thread
-        holding the write turn (an API request, housekeeping) by trying again every
-        WRITE_TURN_POLL_S, then every WRITE_TURN_SLOW_POLL_S, up to the busy timeout. The
-        write turn is held until the COMMIT is done.
+        The loop is never stopped to wait for the write turn: a thread holding it (an API
+        request, housekeeping) is waited for by trying again every WRITE_TURN_POLL_S, then
+        every WRITE_TURN_SLOW_POLL_S, up to the busy timeout. The write turn is held until
+        the COMMIT is done. A loop's writers (in `serve`, the publish batches and the
+        worker's claims and records) come here through `write_in_loop`, whose one task per
+        loop takes their turns one after another.
 
         `defer=True`: the statements given to `at_commit` run in that thread too, just
         before the COMMIT, on the DBAPI cursor (`_CursorStatements`); an error there rolls
         back and is raised here."""
-        async with self._loop_turn():
-            await self._write_turn_in_loop()
-            deferred: list[Callable[[Statements], object]] = []
+        await self._write_turn_in_loop()
+        deferred: list[Callable[[Statements], object]] = []
+        try:
+            manager = self._transaction(durable)
+            conn = manager.__enter__()
+            if defer:
+                conn.execution_options(**{_AT_COMMIT: deferred})
+        except BaseException:
+            self._give_back_turn()
+            raise
+
+        def finish(exc: BaseException | None) -> None:
+            """End the transaction (rolled back if `exc`, which is then raised, as
+            translated), and give back the write turn."""
             try:
-                manager = self._transaction(durable)
-                conn = manager.__enter__()
-                if defer:
-                    conn.execution_options(**{_AT_COMMIT: deferred})
-            except BaseException:
+                if exc is None:
+                    manager.__exit__(None, None, None)
+                elif not manager.__exit__(type(exc), exc, exc.__traceback__):
+                    raise exc
+            finally:
                 self._give_back_turn()
-                raise
 
-            def finish(exc: BaseException | None) -> None:
-                """End the transaction (rolled back if `exc`, which is then raised, as
-                translated), and give back the write turn."""
-                try:
-                    if exc is None:
-                        manager.__exit__(None, None, None)
-                    elif not manager.__exit__(type(exc), exc, exc.__traceback__):
-                        raise exc
-                finally:
-                    self._give_back_turn()
+        try:
+            yield conn
+        except BaseException as exc:  # rolled back here, at once
+            finish(exc)
+            return
 
+        def end() -> None:
             try:
-                yield conn
-            except BaseException as exc:  # rolled back here, at once
+                if deferred:
+                    with self._statements_at_commit(conn) as runner:
+                        for statements in deferred:
+                            statements(runner)
+            except BaseException as exc:
                 finish(exc)
                 return
+            finish(None)
 
-            def end() -> None:
-                try:
-                    if deferred:
-                        with self._statements_at_commit(conn) as runner:
-                            for statements in deferred:
-                                statements(runner)
-                except BaseException as exc:
-                    finish(exc)
-                    return
-                finish(None)
-
-            # Handed to the pool at once: `to_thread`, a coroutine, reached the pool only when
-            # the loop next ran its task, behind every callback already queued (in e2e the
-            # thread started 1.1 ms after, median, and 8 ms at the 90th percentile, holding
-            # the write turn all that time; 1.5 ms at the 90th this way).
-            ending = asyncio.get_running_loop().run_in_executor(None, end)
-            try:
-                await asyncio.shield(ending)
-            except asyncio.CancelledError:
-                await ending  # the connection and the write turn are given back either way
-                raise
+        # Handed to the pool at once: `to_thread`, a coroutine, reached the pool only when
+        # the loop next ran its task, behind every callback already queued (in e2e the
+        # thread started 1.1 ms after, median, and 8 ms at the 90th percentile, holding
+        # the write turn all that time; 1.5 ms at the 90th this way).
+        ending = asyncio.get_running_loop().run_in_executor(None, end)
+        try:
+            await asyncio.shield(ending)
+        except asyncio.CancelledError:
+            await ending  # the connection and the write turn are given back either way
+            raise
 
     async def write_in_loop(
         self, body: Callable[[Connection], T], *, durable: bool = True, defer: bool = False
@@ -317,11 +312,12 @@ class Database:
         if self._write_lock is None:
             async with self.write_committed_in_thread(durable=durable, defer=defer) as conn:
                 return body(conn)
+        # `durable` is PostgreSQL's (see `write`); a SQLite transaction commits alike.
         loop = asyncio.get_running_loop()
         writes = self._loop_writes.get(loop)
         if writes is None:
             writes = self._loop_writes[loop] = _LoopWrites()
-        write = _LoopWrite(body, durable, defer, loop.create_future())
+        write = _LoopWrite(body, defer, loop.create_future())
         writes.waiting.append(write)
         if writes.task is None:  # it starts after this turn of the loop
             writes.task = loop.create_task(self._write_waiting(writes))
@@ -352,8 +348,7 @@ class Database:
         batch.sort(key=lambda write: write.defer)
         results: list[Any] = []
         try:
-            durable = any(write.durable for write in batch)
-            async with self.write_committed_in_thread(durable=durable, defer=True) as conn:
+            async with self.write_committed_in_thread(defer=True) as conn:
                 deferred = conn.get_execution_options()[_AT_COMMIT]
                 for write in batch:
                     conn.execution_options(**{_AT_COMMIT: deferred if write.defer else None})
@@ -371,9 +366,7 @@ class Database:
 
     async def _write_alone(self, write: _LoopWrite) -> None:
         try:
-            async with self.write_committed_in_thread(
-                durable=write.durable, defer=write.defer
-            ) as conn:
+            async with self.write_committed_in_thread(defer=write.defer) as conn:
                 result = write.body(conn)
         except Exception as exc:
             write.fail(exc)
@@ -392,17 +385,6 @@ class Database:
             yield runner
         finally:
             runner.close()
-
-    def _loop_turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        """The running loop's own turn among its writers on SQLite (see
-        `write_committed_in_thread`); PostgreSQL takes many writers at once."""
-        if self._write_lock is None:
-            return contextlib.nullcontext()
-        loop = asyncio.get_running_loop()
-        turn = self._loop_turns.get(loop)
-        if turn is None:
-            turn = self._loop_turns[loop] = asyncio.Lock()
-        return turn
 
     async def _write_turn_in_loop(self) -> None:
         lock = self._write_lock
@@ -451,7 +433,6 @@ class _LoopWrite:
     """A write waiting in `Database.write_in_loop`."""
 
     body: Callable[[Connection], Any]
-    durable: bool
     defer: bool
     future: asyncio.Future[Any]
 
