@@ -347,6 +347,35 @@ def test_a_hanging_receiver_does_not_hold_up_the_others(api: Api, receiver: Rece
     assert elapsed < 2.0, f"healthy deliveries waited {elapsed:.1f}s behind a hanging receiver"
 
 
+def test_a_fifo_webhooks_next_delivery_starts_as_soon_as_its_head_is_done(
+    api: Api, receiver: Receiver
+) -> None:
+    """The claim that records a FIFO head's attempt writes it before it looks for the next
+    head, so the next one is claimed by that same claim, not at the next poll (30 s here).
+    (Putting a claim's record off to its commit, after the claim, would break this.)"""
+    api.context.clock = SystemClock()
+    wh = api.create_webhook(url=receiver.url("/fifo"), events=["*"])
+    set_webhook(api, wh["id"], ordering="fifo")
+    for n in range(10):
+        api.publish("item.created", {"n": n})
+    ctx = api.context
+    w = Worker(ctx.db, ctx.settings, ctx.box, SystemClock(), poll_interval_s=30.0)
+    stop = asyncio.Event()
+
+    async def main() -> float:
+        task = asyncio.create_task(w.run(stop))
+        started = time.monotonic()
+        await asyncio.to_thread(wait_for_path, receiver, "/fifo", 10, 10.0)
+        elapsed = time.monotonic() - started
+        stop.set()
+        await task
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    assert numbers(receiver, "/fifo") == list(range(10))
+    assert elapsed < 5.0, f"10 FIFO deliveries took {elapsed:.1f}s: each waited for a poll"
+
+
 def test_per_webhook_timeout(api: Api, receiver: Receiver, clock: ManualClock) -> None:
     wh = api.create_webhook(url=receiver.url("/hang"), events=["*"])
     set_webhook(api, wh["id"], timeout_s=0.3)
