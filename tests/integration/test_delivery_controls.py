@@ -322,6 +322,25 @@ def wait_for_path(receiver: Receiver, path: str, count: int, seconds: float) -> 
         time.sleep(0.05)
 
 
+def run_until_arrived(
+    w: Worker, receiver: Receiver, path: str, count: int, seconds: float
+) -> float:
+    """Run `w` until `count` deliveries arrived at `path` (or `seconds` passed), then stop it;
+    returns the seconds that took."""
+    stop = asyncio.Event()
+
+    async def main() -> float:
+        task = asyncio.create_task(w.run(stop))
+        started = time.monotonic()
+        await asyncio.to_thread(wait_for_path, receiver, path, count, seconds)
+        elapsed = time.monotonic() - started
+        stop.set()
+        await task
+        return elapsed
+
+    return asyncio.run(main())
+
+
 def test_a_hanging_receiver_does_not_hold_up_the_others(api: Api, receiver: Receiver) -> None:
     api.context.clock = SystemClock()
     api.create_webhook(url=receiver.url("/hang"), events=["item.created"])
@@ -331,18 +350,7 @@ def test_a_hanging_receiver_does_not_hold_up_the_others(api: Api, receiver: Rece
     for n in range(40):
         api.publish("item.deleted", {"n": n})
     w = worker(api, SystemClock(), worker_concurrency=8, timeout_s=3.0)
-    stop = asyncio.Event()
-
-    async def main() -> float:
-        task = asyncio.create_task(w.run(stop))
-        started = time.monotonic()
-        await asyncio.to_thread(wait_for_path, receiver, "/ok", 40, 20.0)
-        elapsed = time.monotonic() - started
-        stop.set()
-        await task
-        return elapsed
-
-    elapsed = asyncio.run(main())
+    elapsed = run_until_arrived(w, receiver, "/ok", 40, 20.0)
     assert len(numbers(receiver, "/ok")) == 40
     assert elapsed < 2.0, f"healthy deliveries waited {elapsed:.1f}s behind a hanging receiver"
 
@@ -360,18 +368,7 @@ def test_a_fifo_webhooks_next_delivery_starts_as_soon_as_its_head_is_done(
         api.publish("item.created", {"n": n})
     ctx = api.context
     w = Worker(ctx.db, ctx.settings, ctx.box, SystemClock(), poll_interval_s=30.0)
-    stop = asyncio.Event()
-
-    async def main() -> float:
-        task = asyncio.create_task(w.run(stop))
-        started = time.monotonic()
-        await asyncio.to_thread(wait_for_path, receiver, "/fifo", 10, 10.0)
-        elapsed = time.monotonic() - started
-        stop.set()
-        await task
-        return elapsed
-
-    elapsed = asyncio.run(main())
+    elapsed = run_until_arrived(w, receiver, "/fifo", 10, 10.0)
     assert numbers(receiver, "/fifo") == list(range(10))
     assert elapsed < 5.0, f"10 FIFO deliveries took {elapsed:.1f}s: each waited for a poll"
 
