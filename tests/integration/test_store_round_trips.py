@@ -86,6 +86,42 @@ def test_synchronous_commit_follows_each_write_even_after_a_rollback(own_db: Dat
         assert conn.execute(text("SELECT count(*) FROM pg_stat_activity")).scalar_one() >= 1
 
 
+@ON_POSTGRESQL
+def test_loop_writes_on_postgresql_run_alone_and_put_off_statements_on_the_connection(
+    own_db: Database,
+) -> None:
+    """`write_in_loop` on PostgreSQL (no shared transactions there: every write alone, in
+    `write_committed_in_thread`), with `defer`: the put-off statements run in the committing
+    thread on the SQLAlchemy connection itself, not a DBAPI cursor, and are committed."""
+    with own_db.write() as conn:
+        conn.exec_driver_sql("CREATE TABLE loop_writes (k TEXT PRIMARY KEY)")
+    seen: list[tuple[str, bool]] = []
+
+    def insert(key: str, conn: db_module.Statements) -> None:
+        seen.append((threading.current_thread().name, isinstance(conn, Connection)))
+        conn.exec_driver_sql("INSERT INTO loop_writes VALUES (%(k)s)", {"k": key})
+
+    def body(key: str, conn: Connection) -> str:
+        db_module.at_commit(conn, functools.partial(insert, key))
+        return key
+
+    async def main() -> list[str]:
+        writes = [own_db.write_in_loop(functools.partial(body, k), defer=True) for k in "ab"]
+        return list(await asyncio.gather(*writes))
+
+    try:
+        assert asyncio.run(main()) == ["a", "b"]
+        with own_db.read() as conn:
+            keys = conn.exec_driver_sql("SELECT k FROM loop_writes ORDER BY k").scalars().all()
+        assert keys == ["a", "b"]
+        assert len(seen) == 2 and all(is_conn for _name, is_conn in seen)
+        assert threading.main_thread().name not in {name for name, _ in seen}
+        assert own_db._loop_writes == {}  # nothing queued per loop on PostgreSQL
+    finally:
+        with own_db.write() as conn:
+            conn.exec_driver_sql("DROP TABLE loop_writes")
+
+
 def _terminate_other_backends(api: Api) -> None:
     with api.context.db.write() as conn:
         conn.execute(
